@@ -1,0 +1,78 @@
+"""Bad inventories fail in preflight with a message naming the problem, before any change.
+
+Each case runs the real site.yml in check mode against hosts that use the local
+connection, so even a preflight bug could not change this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD_VARS = {
+    "ansible_connection": "local",
+    "ansible_python_interpreter": sys.executable,
+    "platform_admin_networks": ["127.0.0.0/8"],
+}
+
+
+def run_site(tmp_path: Path, inventory: dict[str, object]) -> subprocess.CompletedProcess[str]:
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(yaml.safe_dump(inventory))
+    env = dict(
+        os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_FACT_CACHING="memory"
+    )
+    bindir = str(Path(sys.executable).parent)
+    return subprocess.run(
+        [f"{bindir}/ansible-playbook", "-i", str(inv), "--check", str(REPO / "playbooks" / "site.yml")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def assert_stopped_in_preflight(res: subprocess.CompletedProcess[str], *needles: str) -> None:
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    for needle in needles:
+        assert needle in out, out
+    assert "Install base packages" not in out, "a role ran after preflight failed"
+    assert "changed=1" not in out
+
+
+def test_host_in_no_group(tmp_path: Path) -> None:
+    res = run_site(
+        tmp_path, {"all": {"vars": GOOD_VARS, "hosts": {"stray": {}}, "children": {"app": {"hosts": {"app-a": {}}}}}}
+    )
+    assert_stopped_in_preflight(res, "Hosts in no group: stray")
+
+
+def test_variable_of_the_wrong_type(tmp_path: Path) -> None:
+    res = run_site(
+        tmp_path,
+        {
+            "all": {
+                "vars": {**GOOD_VARS, "base_ssh_max_auth_tries": "three"},
+                "children": {"app": {"hosts": {"app-a": {}}}},
+            }
+        },
+    )
+    assert_stopped_in_preflight(res, "base_ssh_max_auth_tries")
+
+
+@pytest.mark.parametrize("admin_networks", [None, []])
+def test_missing_required_variable(tmp_path: Path, admin_networks: list[str] | None) -> None:
+    hostvars = {k: v for k, v in GOOD_VARS.items() if k != "platform_admin_networks"}
+    if admin_networks is not None:
+        hostvars["platform_admin_networks"] = admin_networks
+    res = run_site(tmp_path, {"all": {"vars": hostvars, "children": {"app": {"hosts": {"app-a": {}}}}}})
+    assert_stopped_in_preflight(res, "platform_admin_networks is missing or empty")
