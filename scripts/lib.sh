@@ -54,7 +54,9 @@ ensure_docker() {
 # Docker bridge. Containers get its address through a mounted apt.conf file.
 ensure_apt_proxy() {
   local gw conf=$LAB_STATE_ROOT/acng
-  gw=$(docker network inspect bridge -f '{{ (index .IPAM.Config 0).Gateway }}')
+  # The default bridge's address (its IPAM config often leaves Gateway empty).
+  gw=$(ip -4 -o addr show docker0 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -n1)
+  [ -n "$gw" ] || die "the Docker bridge docker0 has no IPv4 address; cannot place the apt cache on it"
   mkdir -p "$conf" "$LAB_STATE_ROOT/apt-cache" /var/log/aiinfra-lab
   chown apt-cacher-ng "$LAB_STATE_ROOT/apt-cache" /var/log/aiinfra-lab 2>/dev/null || true
   cat >"$conf/acng.conf" <<CONF

@@ -1,0 +1,142 @@
+"""Bad postgresql inputs stop in the role's preflight, before any task that changes a host.
+
+One check-mode run of the whole role against several local-connection hosts, one per
+case (like test_preflight.py does for site.yml), so nothing on this machine changes.
+A fake pg_lsclusters stands in for a host that already holds a cluster of another version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD = "x" * 20
+BASE = {
+    "ansible_connection": "local",
+    "ansible_python_interpreter": sys.executable,
+    "platform_admin_networks": ["127.0.0.0/8"],
+    "internal_ca_dir": "/nonexistent/ca",
+    "postgresql_admin_password": GOOD,
+    "postgresql_exporter_password": GOOD,
+    "postgresql_memory_mb": 1024,
+    "postgresql_users": [{"name": "app", "password": GOOD}],
+}
+CASES: dict[str, tuple[dict[str, Any], str]] = {
+    "missing-admin": ({"postgresql_admin_password": None}, "postgresql_admin_password"),
+    "short-exporter": ({"postgresql_exporter_password": "short"}, "postgresql_exporter_password"),
+    "short-user": ({"postgresql_users": [{"name": "app", "password": "tooshort"}]}, "postgresql_users[app].password"),
+    "memory": ({"postgresql_memory_mb": 10**8}, "postgresql_memory_mb (100000000) is larger than the memory"),
+    "shared-buffers": (
+        {"postgresql_settings": {"shared_buffers": "64GB"}},
+        "shared_buffers (64GB, from postgresql_settings) is larger than the memory",
+    ),
+    "version-9": ({"postgresql_version": 9}, "postgresql_version 9 is not supported"),
+    "version-not-in-distro": ({"postgresql_version": 16}, "set postgresql_package_source: pgdg"),
+}
+# The first task of the role after preflight; it must never start for a failed host.
+FIRST_TASK_AFTER_PREFLIGHT = "Is the PostgreSQL server installed"
+
+
+def run(tmp_path: Path, hosts: dict[str, dict[str, Any]], fake_cluster: str | None = None) -> dict[str, Any]:
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(yaml.safe_dump({"all": {"vars": BASE, "children": {"postgres": {"hosts": hosts}}}}))
+    play = tmp_path / "play.yml"
+    play.write_text(
+        yaml.safe_dump([{"name": "Role", "hosts": "postgres", "roles": [{"role": "aiinfra.platform.postgresql"}]}])
+    )
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_FACT_CACHING="memory",
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_CALLBACKS_ENABLED="ansible.posix.json",
+    )
+    if fake_cluster is not None:
+        bindir = tmp_path / "bin"
+        bindir.mkdir()
+        fake = bindir / "pg_lsclusters"
+        fake.write_text(f"#!/bin/sh\necho '{fake_cluster}'\n")
+        fake.chmod(0o755)
+        env["PATH"] = f"{bindir}:{env['PATH']}"
+    res = subprocess.run(
+        # Preflight and the install step only: nothing may talk to a server on this machine.
+        [
+            f"{Path(sys.executable).parent}/ansible-playbook",
+            "-i",
+            str(inv),
+            "--check",
+            "--skip-tags",
+            "postgresql_configure,postgresql_service",
+            str(play),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    try:
+        out: dict[str, Any] = json.loads(res.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"no JSON from ansible-playbook (rc {res.returncode}): {res.stdout[-2000:]} {res.stderr[-2000:]}")
+    return out
+
+
+def outcome(result: dict[str, Any], host: str) -> tuple[list[str], str]:
+    """Task names that ran for host, and the message of its failure ('' if none)."""
+    ran: list[str] = []
+    failure = ""
+    for play in result["plays"]:
+        for task in play["tasks"]:
+            host_result = task["hosts"].get(host)
+            if host_result is None or host_result.get("skipped"):
+                continue
+            ran.append(task["task"]["name"].split(" : ", 1)[-1])
+            if host_result.get("failed") and not failure:
+                failure = json.dumps(host_result)
+    return ran, failure
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    hosts = {name: overrides for name, (overrides, _) in CASES.items()}
+    hosts["good"] = {}
+    return run(tmp_path_factory.mktemp("bad"), hosts)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_stops_in_preflight(bad_inputs: dict[str, Any], case: str) -> None:
+    ran, failure = outcome(bad_inputs, case)
+    assert CASES[case][1] in failure, failure
+    assert FIRST_TASK_AFTER_PREFLIGHT not in ran, ran
+    assert bad_inputs["stats"][case]["changed"] == 0
+
+
+def test_good_input_gets_past_preflight(bad_inputs: dict[str, Any]) -> None:
+    """The control case: the same run lets a good host through to the install step."""
+    ran, failure = outcome(bad_inputs, "good")
+    assert failure == ""
+    assert FIRST_TASK_AFTER_PREFLIGHT in ran
+
+
+def test_a_cluster_of_another_version_stops_with_the_upgrade_path(tmp_path: Path) -> None:
+    # This control node is Debian 12 (PostgreSQL 15); pretend it holds a 13 cluster.
+    result = run(
+        tmp_path,
+        {"holder": {}},
+        fake_cluster="13 main 5432 online postgres /var/lib/postgresql/13/main /var/log/postgresql/x.log",
+    )
+    ran, failure = outcome(result, "holder")
+    assert "holds PostgreSQL 13" in failure, failure
+    assert "pg_upgradecluster -m upgrade 13 main" in failure
+    assert "will not create an empty" in failure
+    assert FIRST_TASK_AFTER_PREFLIGHT not in ran
