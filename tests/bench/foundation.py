@@ -11,7 +11,6 @@ stay untouched) with the apt cache warm, then removes them.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
@@ -32,9 +31,9 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     return time.monotonic() - start
 
 
-def mib(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)\s*([KMG]i?B)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0}[unit]
+def rss_mib(container: str) -> float:
+    out = subprocess.run(["docker", "exec", container, "ps", "-eo", "rss="], check=True, capture_output=True, text=True)
+    return sum(int(x) for x in out.stdout.split()) / 1024
 
 
 def main() -> None:
@@ -46,13 +45,15 @@ def main() -> None:
     create = timed([".venv/bin/ansible-playbook", "playbooks/lab.yml"])
     converge = timed([".venv/bin/ansible-playbook", "playbooks/site.yml"])
     time.sleep(10)  # let the hosts settle before reading idle memory
-    stats = subprocess.run(
-        ["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}"],
+    # docker stats reads 0 B here (cgroup v1 with the host's cgroup namespace):
+    # sum the resident memory of the host's processes instead (shared pages counted per process).
+    names = subprocess.run(
+        ["docker", "ps", "--filter", "label=aiinfra.lab=host", "--format", "{{.Names}}"],
         check=True,
         capture_output=True,
         text=True,
-    ).stdout.splitlines()
-    lab = {line.split()[0]: mib(line.split(maxsplit=1)[1]) for line in stats if line.startswith("aiinfra-lab-")}
+    ).stdout.split()
+    lab = {name: rss_mib(name) for name in names}
     molecule = timed(["molecule", "test", "-s", "base"])
 
     print(f"base images built from nothing (debootstrap, apt cache warm): {build:6.1f} s")
