@@ -98,6 +98,10 @@ bootstrap() {
   require_disk
   ensure_packages
   ensure_docker
+  # Every systemd container takes inotify instances; the default 128 runs out
+  # at a few dozen hosts and new containers then exit at start.
+  [ "$(sysctl -n fs.inotify.max_user_instances 2>/dev/null || echo 0)" -ge 1024 ] \
+    || sysctl -qw fs.inotify.max_user_instances=1024 || log "could not raise fs.inotify.max_user_instances"
   ensure_apt_proxy
   ensure_venv
   "$REPO_ROOT/scripts/images"
