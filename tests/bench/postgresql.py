@@ -76,7 +76,7 @@ def start_container(name: str, image: str) -> None:
 
 
 def converge(workdir: Path) -> tuple[float, str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FACT_CACHING="memory")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_CACHE_PLUGIN="memory")
     started = time.monotonic()
     res = subprocess.run(
         [

@@ -36,7 +36,7 @@ ENV = {
     **os.environ,
     "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
     "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-    "ANSIBLE_FACT_CACHING": "memory",
+    "ANSIBLE_CACHE_PLUGIN": "memory",
 }
 CAPS = [
     "AUDIT_CONTROL",

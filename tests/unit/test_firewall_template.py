@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
+from infra.playbook import ansible_env
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "firewall"
@@ -51,9 +52,7 @@ Rules = dict[tuple[str, str], dict[str, set[str]]]  # (port, proto) -> family ->
 
 
 def _env() -> dict[str, str]:
-    return dict(
-        os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_FACT_CACHING="memory"
-    )
+    return ansible_env()
 
 
 def _playbook(

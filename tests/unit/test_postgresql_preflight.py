@@ -8,7 +8,6 @@ A fake pg_lsclusters stands in for a host that already holds a cluster of anothe
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from infra.playbook import ansible_env
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = "x" * 20
@@ -52,10 +52,7 @@ def run(tmp_path: Path, hosts: dict[str, dict[str, Any]], fake_cluster: str | No
     play.write_text(
         yaml.safe_dump([{"name": "Role", "hosts": "postgres", "roles": [{"role": "aiinfra.platform.postgresql"}]}])
     )
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_FACT_CACHING="memory",
+    env = ansible_env(
         ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
         ANSIBLE_CALLBACKS_ENABLED="ansible.posix.json",
     )

@@ -6,13 +6,13 @@ connection, so even a preflight bug could not change this machine.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from infra.playbook import ansible_env
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD_VARS = {
@@ -25,9 +25,7 @@ GOOD_VARS = {
 def run_site(tmp_path: Path, inventory: dict[str, object]) -> subprocess.CompletedProcess[str]:
     inv = tmp_path / "hosts.yml"
     inv.write_text(yaml.safe_dump(inventory))
-    env = dict(
-        os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_FACT_CACHING="memory"
-    )
+    env = ansible_env()
     bindir = str(Path(sys.executable).parent)
     return subprocess.run(
         [f"{bindir}/ansible-playbook", "-i", str(inv), "--check", str(REPO / "playbooks" / "site.yml")],

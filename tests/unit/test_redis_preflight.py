@@ -7,7 +7,6 @@ playbooks/preflight.yml calls role preflights: nothing can change here.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from infra.playbook import ansible_env
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD: dict[str, Any] = {
@@ -58,9 +58,7 @@ def run_preflight(tmp_path: Path, hostvars: dict[str, Any]) -> subprocess.Comple
     }
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (tmp_path / "play.yml").write_text(yaml.safe_dump(PLAY, sort_keys=False))
-    env = dict(
-        os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_FACT_CACHING="memory"
-    )
+    env = ansible_env()
     bindir = str(Path(sys.executable).parent)
     return subprocess.run(
         [f"{bindir}/ansible-playbook", "-i", str(tmp_path / "hosts.yml"), "--check", str(tmp_path / "play.yml")],

@@ -37,12 +37,16 @@ async def declare_topology(
     dlx = await channel.declare_exchange(
         settings.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
     )
-    dead = await channel.declare_queue(settings.dead_letter_queue, durable=True)
+    queue_type: dict[str, Any] = {"x-queue-type": settings.queue_type}
+    dead = await channel.declare_queue(
+        settings.dead_letter_queue, durable=True, arguments=queue_type
+    )
     await dead.bind(dlx, routing_key=settings.dead_letter_queue)
     tasks = await channel.declare_queue(
         settings.task_queue,
         durable=True,
         arguments={
+            **queue_type,
             "x-dead-letter-exchange": settings.dead_letter_exchange,
             "x-dead-letter-routing-key": settings.dead_letter_queue,
         },

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     task_queue: str = "tasks.index"
     dead_letter_exchange: str = "tasks.dlx"
     dead_letter_queue: str = "tasks.index.dead"
+    # Must match how the platform's rabbitmq role declares the queues: a queue's
+    # type is fixed at declaration, and a mismatch is a channel error.
+    queue_type: Literal["quorum", "classic"] = "quorum"
 
     # --- worker ------------------------------------------------------------
     worker_prefetch: int = Field(default=10, ge=1)
