@@ -25,16 +25,24 @@ require_disk() {
   [ "$free_mb" -ge 4096 ] || die "only ${free_mb} MiB free under $LAB_STATE_ROOT; the lab needs 4 GiB (images, apt cache, hosts)"
 }
 
-# Control-node packages from Debian, installed only when missing.
+# Control-node packages from Debian, installed only when missing. prometheus
+# is there for promtool (the alert rules' unit tests): installs never start
+# services (policy-rc.d), so no Prometheus server runs on the control node.
 ensure_packages() {
-  local want=(docker.io debootstrap apt-cacher-ng python3-venv openssh-client git curl) missing=()
+  local want=(docker.io debootstrap apt-cacher-ng python3-venv openssh-client git curl prometheus) missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing control-node packages: ${missing[*]}"
   apt-get update -qq || die "apt-get update failed: is the Debian mirror reachable?"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  local policy=0 rc=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+  [ $policy -eq 1 ] && rm -f /usr/sbin/policy-rc.d
+  [ $rc -eq 0 ] || die "apt-get install ${missing[*]} failed"
 }
 
 ensure_docker() {
