@@ -2,10 +2,11 @@
 """Benchmark of the postgresql role, printed in one run on one throwaway container.
 
 Prints: the role's first converge and idempotent re-run times, then pgbench TPS
-(scale 20, 8 clients, 20 s, over the unix socket) with the role's tuning and with
-Debian's stock configuration on the same host, alternating the two for a number
-of rounds (a noisy machine then weighs on both alike), the median of each and
-their ratio.
+(scale 20, 8 clients, 20 s, over the unix socket) on the same host with three
+configurations: the role's; the role's with the PGTune keys back at
+PostgreSQL's built-in values (the effect of the tuning alone); and Debian's
+stock one (the role's file removed). They alternate for a number of rounds (a
+noisy machine then weighs on all alike); the medians and their ratios follow.
 
 Only touches its own container (label aiinfra.lab=bench), removed at the end.
 Usage: .venv/bin/python tests/bench/postgresql.py [--image aiinfra-lab/debian:12] [--memory-mb 4096] [--rounds 3]
@@ -135,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--image", default="aiinfra-lab/debian:12")
     parser.add_argument("--memory-mb", type=int, default=4096, help="postgresql_memory_mb to tune for")
-    parser.add_argument("--rounds", type=int, default=3, help="tuned/stock pairs to alternate")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three configurations")
     args = parser.parse_args()
     name = f"aiinfra-pgbench-{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="pgbench-") as tmp:
@@ -166,16 +167,38 @@ def main() -> None:
             unit = f"postgresql@{version}-main"
             conf = f"/etc/postgresql/{version}/main/conf.d/50-aiinfra.conf"
             parked = "/root/50-aiinfra.conf.off"
-            tps: dict[str, list[float]] = {"tuned": [], "stock": []}
+            # The keys the role's PGTune filter sets; "untuned" puts each back to
+            # PostgreSQL's built-in value (ALTER SYSTEM) and keeps the rest.
+            sys.path.insert(0, str(REPO / "plugins" / "filter"))
+            from pgtune import pgtune  # type: ignore[import-not-found]
+
+            tuned_keys = sorted(pgtune(args.memory_mb, 2))
+            psql = ("psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c")
+
+            def switch(kind: str) -> None:
+                """Put the server in one of the three configurations and restart it."""
+                sh("docker", "exec", name, "sh", "-c", f"[ -e {conf} ] || mv {parked} {conf}")
+                pg(name, *psql, "ALTER SYSTEM RESET ALL")
+                if kind == "untuned":
+                    boot = pg(
+                        name,
+                        *psql,
+                        "SELECT string_agg(format('ALTER SYSTEM SET %I = %L;', name, boot_val), ' ') "
+                        f"FROM pg_settings WHERE name IN ({', '.join(repr(k) for k in tuned_keys)})",
+                    )
+                    for statement in boot.strip().split(";"):
+                        if statement.strip():
+                            pg(name, *psql, statement)
+                if kind == "stock":
+                    sh("docker", "exec", name, "mv", conf, parked)
+                restart_and_wait(name, unit)
+
+            kinds = ("tuned", "untuned", "stock")
+            tps: dict[str, list[float]] = {kind: [] for kind in kinds}
             shown: dict[str, str] = {}
             for _ in range(args.rounds):
-                for kind in ("tuned", "stock"):
-                    # The role's settings are one conf.d file: park it for stock,
-                    # put it back for tuned (the first tuned run is as converged).
-                    src, dest = (parked, conf) if kind == "tuned" else (conf, parked)
-                    if kind == "stock" or tps["stock"]:
-                        sh("docker", "exec", name, "mv", src, dest)
-                        restart_and_wait(name, unit)
+                for kind in kinds:
+                    switch(kind)
                     shown[kind] = shown_settings(name)
                     tps[kind].append(pgbench_tps(name))
         finally:
@@ -184,10 +207,18 @@ def main() -> None:
     print(f"converge (first run):        {first:7.1f} s")
     print(f"converge (idempotent re-run): {second:7.1f} s   [{recap.strip()}]")
     print(f"pgbench scale {SCALE}, {CLIENTS} clients, {SECONDS} s (unix socket), {args.rounds} alternating rounds:")
-    for kind, label in (("tuned", "role's tuning"), ("stock", "Debian stock ")):
+    labels = {
+        "tuned": "the role's configuration      ",
+        "untuned": "the role's, PGTune keys reset ",
+        "stock": "Debian's stock configuration  ",
+    }
+    median = {kind: statistics.median(runs) for kind, runs in tps.items()}
+    for kind, label in labels.items():
         runs = " ".join(f"{t:.0f}" for t in tps[kind])
-        print(f"  {label} median {statistics.median(tps[kind]):9.1f} tps   runs [{runs}]   ({shown[kind]})")
-    print(f"  ratio tuned/stock (medians): {statistics.median(tps['tuned']) / statistics.median(tps['stock']):.2f}")
+        print(f"  {label} median {median[kind]:8.1f} tps  runs [{runs}]  ({shown[kind]})")
+    print(f"  ratio tuning (role / PGTune keys reset): {median['tuned'] / median['untuned']:.2f}")
+    print(f"  ratio whole configuration (role / Debian stock): {median['tuned'] / median['stock']:.2f}")
+    print("  (the role adds wal_log_hints, wal_compression, pg_stat_statements, track_io_timing and logging)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,241 @@
+"""The app role: its templates rendered by Ansible, and its refusals before any change.
+
+Everything runs through ansible-playbook with the local connection; templates go
+to a temporary directory, and the refusal cases run the real role in check mode,
+failing in preflight before the control node builds anything or a host changes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from infra.playbook import ansible_env
+
+REPO = Path(__file__).resolve().parents[2]
+ROLE = REPO / "roles" / "app"
+SECRETS = {
+    "app_database_password": "db-pass/with:odd@chars%1",
+    "app_redis_password": "redisredisredis123",
+    "app_amqp_password": "amqpamqpamqpamqp456",
+    "app_api_keys": ["key-one-0123456789", "key-two-0123456789"],
+}
+
+
+def _inventory() -> dict[str, Any]:
+    return {
+        "all": {
+            "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+            "children": {
+                "app": {"hosts": {"a1": {"platform_address": "192.0.2.11"}}},
+                "proxy": {"hosts": {"px": {"platform_address": "192.0.2.10"}}},
+                "postgres": {"hosts": {"pg": {"platform_address": "192.0.2.21"}}},
+                "redis": {"hosts": {"rd": {"platform_address": "192.0.2.22"}}},
+                "rabbitmq": {"hosts": {"mq": {"platform_address": "192.0.2.23"}}},
+            },
+        }
+    }
+
+
+def run_playbook(tmp: Path, plays: list[dict[str, Any]], *args: str) -> subprocess.CompletedProcess[str]:
+    (tmp / "hosts.yml").write_text(yaml.safe_dump(_inventory()))
+    (tmp / "play.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
+    env = ansible_env(
+        HOME=str(tmp),  # the role's default cache dir is under $HOME: keep it in tmp
+    )
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(tmp / "hosts.yml"),
+            str(tmp / "play.yml"),
+            *args,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+TEMPLATES = ["app.env.j2", "aiinfra-app-api.service.j2", "aiinfra-app-worker.service.j2", "aiinfra-app-restart.j2"]
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "capped": {"app_api_workers_max": 1},
+    "fixed": {"app_api_workers": 3, "app_settings_extra": {"cache_ttl_extra": "x y", "APP_LOG_FORMAT": "text"}},
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    tmp = tmp_path_factory.mktemp("app")
+    tasks = [
+        {
+            "name": f"Render {template} ({variant})",
+            "ansible.builtin.template": {
+                "src": str(ROLE / "templates" / template),
+                "dest": f"{tmp}/{variant}-{template.removesuffix('.j2')}",
+            },
+            "vars": overrides,
+        }
+        for variant, overrides in VARIANTS.items()
+        for template in TEMPLATES
+    ]
+    play = {
+        "name": "Render the app role's templates",
+        "hosts": "a1",
+        "gather_facts": True,
+        "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
+        "vars": {**SECRETS, "_app_version": "1.2.3"},
+        "tasks": tasks,
+    }
+    res = run_playbook(tmp, [play])
+    assert res.returncode == 0, res.stdout + res.stderr
+    return {
+        variant: {t.removesuffix(".j2"): (tmp / f"{variant}-{t.removesuffix('.j2')}").read_text() for t in TEMPLATES}
+        for variant in VARIANTS
+    }
+
+
+def _env(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        m = re.fullmatch(r'(APP_[A-Z0-9_]+)="(.*)"', line)
+        if m:
+            out[m.group(1)] = m.group(2).replace('\\"', '"').replace("\\\\", "\\")
+    return out
+
+
+def test_env_file_derives_urls_from_the_inventory(rendered: dict[str, dict[str, str]]) -> None:
+    env = _env(rendered["default"]["app.env"])
+    assert env["APP_DATABASE_URL"] == "postgresql://aiinfra:db-pass%2Fwith%3Aodd%40chars%251@192.0.2.21:5432/aiinfra"
+    assert env["APP_REDIS_URL"] == "redis://app:redisredisredis123@192.0.2.22:6379/0"
+    assert env["APP_AMQP_URL"] == "amqp://app:amqpamqpamqpamqp456@192.0.2.23:5672/%2Fapp"
+    assert env["APP_API_KEYS"] == "key-one-0123456789,key-two-0123456789"
+    assert env["APP_HOST"] == "192.0.2.11" and env["APP_PORT"] == "8000"
+    assert env["APP_FORWARDED_ALLOW_IPS"] == "127.0.0.1,192.0.2.10"
+    assert env["APP_RELEASE"] == "1.2.3"
+    assert "APP_ES_URL" not in env  # no elasticsearch hosts: PostgreSQL search
+
+
+def test_workers_follow_the_cpu_count_with_a_cap(rendered: dict[str, dict[str, str]]) -> None:
+    cpus = os.cpu_count() or 1
+    assert _env(rendered["default"]["app.env"])["APP_WORKERS"] == str(min(cpus, 4))
+    assert _env(rendered["capped"]["app.env"])["APP_WORKERS"] == "1"
+    assert _env(rendered["fixed"]["app.env"])["APP_WORKERS"] == "3"
+
+
+def test_extra_settings_are_rendered_last_and_prefixed(rendered: dict[str, dict[str, str]]) -> None:
+    lines = rendered["fixed"]["app.env"].strip().splitlines()
+    assert lines[-2:] == ['APP_LOG_FORMAT="text"', 'APP_CACHE_TTL_EXTRA="x y"']
+
+
+@pytest.mark.parametrize("unit", ["aiinfra-app-api.service", "aiinfra-app-worker.service"])
+def test_units_are_hardened(rendered: dict[str, dict[str, str]], unit: str) -> None:
+    text = rendered["default"][unit]
+    for directive in (
+        "User=aiinfra-app",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "CapabilityBoundingSet=\n",
+        "EnvironmentFile=/etc/aiinfra-app/app.env",
+    ):
+        assert directive in text, directive
+    assert "ExecStart=/opt/aiinfra-app/current/venv/bin/" in text
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+@pytest.mark.parametrize("unit", ["aiinfra-app-api.service", "aiinfra-app-worker.service"])
+def test_units_parse(rendered: dict[str, dict[str, str]], unit: str, tmp_path: Path) -> None:
+    path = tmp_path / unit
+    path.write_text(rendered["default"][unit])
+    res = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, check=False)
+    # The ExecStart binary does not exist here; any other complaint is a unit error.
+    problems = [
+        line
+        for line in res.stderr.splitlines()
+        if line.strip() and "is not executable" not in line and "No such file" not in line and "Command " not in line
+    ]
+    assert not problems, res.stderr
+
+
+def test_restart_helper_waits_for_ready(rendered: dict[str, dict[str, str]]) -> None:
+    text = rendered["default"]["aiinfra-app-restart"]
+    assert 'ready_url="http://192.0.2.11:8000/ready"' in text
+    assert text.index("systemctl restart aiinfra-app-api.service") < text.index(
+        'until curl -fsS --max-time 3 -o /dev/null "$ready_url"'
+    )
+    res = subprocess.run(["sh", "-n"], input=text, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+
+
+# --- refusals: before anything is built or changed ---------------------------
+
+
+def _role_play(app_vars: dict[str, Any], tasks_from: str = "main") -> dict[str, Any]:
+    return {
+        "name": "App role",
+        "hosts": "a1",
+        "gather_facts": True,
+        "tasks": [
+            {
+                "name": "App",
+                "ansible.builtin.include_role": {"name": "aiinfra.platform.app", "tasks_from": tasks_from},
+                "vars": app_vars,
+            }
+        ],
+    }
+
+
+def _assert_refused(res: subprocess.CompletedProcess[str], *needles: str) -> None:
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    for needle in needles:
+        assert needle in out, out
+    for later in (
+        "Control-node cache directories",
+        "Build the app wheel",
+        "Install Python venv and what the pip module needs",
+        "Environment file",
+    ):
+        assert f"app : {later}" not in out, f"{later!r} ran after preflight failed:\n{out}"
+
+
+@pytest.mark.parametrize("missing", ["app_amqp_password", "app_api_keys"])
+def test_refuses_a_missing_secret(tmp_path: Path, missing: str) -> None:
+    app_vars = {k: v for k, v in SECRETS.items() if k != missing}
+    _assert_refused(run_playbook(tmp_path, [_role_play(app_vars)], "--check"), missing)
+
+
+def test_refuses_a_short_secret(tmp_path: Path) -> None:
+    res = run_playbook(tmp_path, [_role_play({**SECRETS, "app_redis_password": "short"})], "--check")
+    _assert_refused(res, "app_redis_password is missing or shorter than 16 characters")
+
+
+def test_refuses_a_version_that_does_not_exist(tmp_path: Path) -> None:
+    res = run_playbook(tmp_path, [_role_play({**SECRETS, "app_version": "9.9.9"})], "--check")
+    _assert_refused(res, "app_version 9.9.9 does not exist")
+
+
+def test_refuses_a_wheel_that_does_not_exist(tmp_path: Path) -> None:
+    res = run_playbook(
+        tmp_path, [_role_play({**SECRETS, "app_wheel": "/nonexistent/aiinfra_app-1.0-py3-none-any.whl"})]
+    )
+    _assert_refused(res, "app_wheel /nonexistent/aiinfra_app-1.0-py3-none-any.whl does not exist")
+
+
+def test_preflight_accepts_good_input(tmp_path: Path) -> None:
+    """The refusals above are not an always-failing preflight."""
+    res = run_playbook(tmp_path, [_role_play(SECRETS, "preflight")], "--check")
+    assert res.returncode == 0, res.stdout + res.stderr
