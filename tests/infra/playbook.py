@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,4 +26,27 @@ def ansible_env(**overrides: str) -> dict[str, str]:
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_CACHE_PLUGIN="memory",
         **overrides,
+    )
+
+
+def run_playbook(
+    tmp: Path, inventory: dict[str, Any], plays: list[dict[str, Any]], *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Write inventory and plays as YAML under tmp and run them with the checkout's ansible-playbook."""
+    (tmp / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    (tmp / "play.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(tmp / "hosts.yml"),
+            str(tmp / "play.yml"),
+            *args,
+        ],
+        cwd=REPO,
+        env=ansible_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )

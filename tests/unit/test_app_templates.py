@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from infra.playbook import ansible_env
+from infra.playbook import run_playbook as _run
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "app"
@@ -44,26 +43,8 @@ def _inventory() -> dict[str, Any]:
 
 
 def run_playbook(tmp: Path, plays: list[dict[str, Any]], *args: str) -> subprocess.CompletedProcess[str]:
-    (tmp / "hosts.yml").write_text(yaml.safe_dump(_inventory()))
-    (tmp / "play.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
-    env = ansible_env(
-        HOME=str(tmp),  # the role's default cache dir is under $HOME: keep it in tmp
-    )
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(tmp / "hosts.yml"),
-            str(tmp / "play.yml"),
-            *args,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    # the role's default cache dir is under $HOME: keep it in tmp
+    return _run(tmp, _inventory(), plays, *args, HOME=str(tmp))
 
 
 TEMPLATES = ["app.env.j2", "aiinfra-app-api.service.j2", "aiinfra-app-worker.service.j2", "aiinfra-app-restart.j2"]
