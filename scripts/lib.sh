@@ -26,10 +26,11 @@ require_disk() {
 }
 
 # Control-node packages from Debian, installed only when missing. prometheus
-# is there for promtool (the alert rules' unit tests): installs never start
-# services (policy-rc.d), so no Prometheus server runs on the control node.
+# is there for promtool (the alert rules' unit tests), chromium for the
+# platform's browser check: installs never start services (policy-rc.d), so no
+# Prometheus server runs on the control node.
 ensure_packages() {
-  local want=(docker.io debootstrap apt-cacher-ng python3-venv openssh-client git curl prometheus) missing=()
+  local want=(docker.io debootstrap apt-cacher-ng python3-venv openssh-client git curl prometheus chromium) missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done

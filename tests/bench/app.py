@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Application tier benchmark: prints figures, asserts nothing about timing.
 
-Through nginx on the `app` Molecule scenario's proxy (172.29.24.10 only):
+Through nginx on the lab's proxy (inventories/lab; nothing else is addressed):
 
 1. a cached document GET (Redis hit) against a trivial endpoint (/api/version)
    of the same app hosts: requests/s, p50 and p99 latency, and their ratio;
@@ -11,7 +11,7 @@ Through nginx on the `app` Molecule scenario's proxy (172.29.24.10 only):
 Bounded: --requests per endpoint (default 2000) over --concurrency keep-alive
 connections, --samples documents for the search latency (default 10).
 
-    molecule converge -s app && python tests/bench/app.py
+    scripts/lab up && .venv/bin/python tests/bench/app.py
 """
 
 from __future__ import annotations
@@ -19,26 +19,20 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import ssl
 import statistics
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-PROXY = "172.29.24.10"  # the app scenario's proxy; nothing else is addressed
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+from infra.lab import LAB, address, group  # noqa: E402
 
-
-def _scenario_dir() -> Path:
-    """Molecule's ephemeral directory of the `app` scenario (CA, generated secrets)."""
-    if os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY"):
-        return Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-    found = sorted(Path.home().glob(".ansible/tmp/molecule.*.app"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise SystemExit("no molecule `app` scenario found: run `molecule converge -s app` first")
-    return found[-1]
+PROXY = address(group("proxy")[0])
 
 
 def _context(cafile: Path) -> ssl.SSLContext:
@@ -128,15 +122,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="GETs per endpoint (max 20000)")
     parser.add_argument("--concurrency", type=int, default=8, help="keep-alive connections (max 64)")
     parser.add_argument("--samples", type=int, default=10, help="documents for create-to-searchable (max 100)")
-    parser.add_argument("--scenario-dir", type=Path, default=None, help="molecule ephemeral dir (CA, API key)")
     args = parser.parse_args()
     requests = max(100, min(args.requests, 20000))
     concurrency = max(1, min(args.concurrency, 64))
     samples = max(1, min(args.samples, 100))
 
-    scenario_dir: Path = args.scenario_dir or _scenario_dir()
-    ctx = _context(scenario_dir / "ca" / "ca.crt")
-    api_key = (scenario_dir / "secrets" / "app_api_key").read_text().split()[0]
+    ctx = _context(LAB / "ca" / "ca.crt")
+    api_key = (LAB / "secrets" / "app_api_key").read_text().split()[0]
 
     conn = http.client.HTTPSConnection(PROXY, 443, context=ctx, timeout=10)
     status, _, raw = _request(

@@ -9,7 +9,7 @@ Runs only against the scenario's own containers (molecule-rabbitmq network, 172.
   amqp-probe bench on the first node of each cluster, --count messages (fixed)
   molecule destroy                       (unless --keep)
 
-Usage: python tests/bench/rabbitmq.py [--count 20000] [--size 512] [--window 256] [--keep]
+Usage: python tests/bench/rabbitmq.py [--count 20000] [--size 512] [--window 256] [--keep] [--reuse]
 """
 
 from __future__ import annotations
@@ -87,21 +87,26 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=512, help="message body size in bytes")
     parser.add_argument("--window", type=int, default=256, help="unconfirmed publishes in flight / consumer prefetch")
     parser.add_argument("--keep", action="store_true", help="leave the containers running")
+    parser.add_argument(
+        "--reuse", action="store_true", help="throughput only, on the running converged scenario (no molecule steps)"
+    )
     args = parser.parse_args()
     if not 1 <= args.count <= 200000:
         parser.error("--count must be between 1 and 200000")
 
-    molecule("destroy")
-    setup_s, _ = molecule("create")
-    molecule("prepare")
-    converge_s, converge_out = molecule("converge")
-    idem_s, idem_out = molecule("converge")
-    idem_changed = changed_total(idem_out)
+    idem_changed = 0
+    if not args.reuse:
+        molecule("destroy")
+        setup_s, _ = molecule("create")
+        molecule("prepare")
+        converge_s, converge_out = molecule("converge")
+        idem_s, idem_out = molecule("converge")
+        idem_changed = changed_total(idem_out)
 
-    print(f"rabbitmq scenario (4 nodes: a 3-node cluster and a single node, in parallel); create {setup_s:.0f} s")
-    print(f"  converge (fresh)      {converge_s:7.1f} s   changed={changed_total(converge_out)}")
-    print(f"  converge (idempotent) {idem_s:7.1f} s   changed={idem_changed}")
-    print(f"  idempotent / fresh    {idem_s / converge_s:7.2f}")
+        print(f"rabbitmq scenario (4 nodes: a 3-node cluster and a single node, in parallel); create {setup_s:.0f} s")
+        print(f"  converge (fresh)      {converge_s:7.1f} s   changed={changed_total(converge_out)}")
+        print(f"  converge (idempotent) {idem_s:7.1f} s   changed={idem_changed}")
+        print(f"  idempotent / fresh    {idem_s / converge_s:7.2f}")
 
     password = admin_password()
     rates: dict[str, dict[str, float]] = {}

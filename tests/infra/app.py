@@ -1,4 +1,4 @@
-"""Helpers for the `app` scenario: HTTPS calls from the control node and a headless browser.
+"""Helpers for the app tier's tests on the lab: a headless browser and the proxy's key pin.
 
 The browser is Debian's chromium driven over the Chrome DevTools Protocol on a
 pipe (--remote-debugging-pipe: NUL-separated JSON on file descriptors 3 and 4),
@@ -18,44 +18,8 @@ import ssl
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 from types import TracebackType
 from typing import Any
-
-# Molecule's ephemeral directory of the scenario (set while verify runs).
-SCENARIO_DIR = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
-
-
-def scenario_secret(name: str) -> str:
-    """A secret the scenario generated with the password lookup (the file holds the value)."""
-    return (SCENARIO_DIR / "secrets" / name).read_text().split()[0]
-
-
-def ca_file() -> Path:
-    """The internal CA's certificate the scenario created on the control node."""
-    return SCENARIO_DIR / "ca" / "ca.crt"
-
-
-def https(
-    method: str,
-    url: str,
-    body: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 10,
-) -> tuple[int, dict[str, str], bytes]:
-    """One request verified against the internal CA; returns status, headers (lower-case names), body."""
-    ctx = ssl.create_default_context(cafile=str(ca_file()))
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, context=ctx, timeout=timeout) as resp:
-            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
 
 
 def spki_sha256(host: str, port: int = 443) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from infra import Host
 
 REPO = Path(__file__).resolve().parents[2]
-DASHBOARDS = REPO / "roles" / "prometheus" / "files" / "dashboards"
+DASHBOARDS = REPO / "roles" / "grafana" / "files" / "dashboards"
 PROMETHEUS_PREFIX = "/monitoring/prometheus/"
 ALERTMANAGER_PREFIX = "/monitoring/alertmanager/"
 # Which scrape job exports a metric, by name prefix (the exporters we deploy).

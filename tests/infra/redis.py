@@ -1,4 +1,4 @@
-"""Helpers for the redis scenario: the scenario's secrets and redis-cli on the host."""
+"""Helpers for the redis scenario and the lab: their secrets and redis-cli on the host."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ from typing import Any
 
 from infra import Host
 
+REPO = Path(__file__).resolve().parents[2]
 ADMIN = "admin"
 APP = "app"
 EXPORTER = "exporter"
 
 
 def secret(name: str) -> str:
-    """A password the scenario generated with the password lookup (first word of the file)."""
-    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets" / name
+    """A password the scenario (or, outside Molecule, the lab) generated with the password lookup."""
+    path = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", REPO / ".lab")) / "secrets" / name
     return path.read_text().split()[0]
 
 

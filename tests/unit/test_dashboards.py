@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-DASHBOARDS = Path(__file__).resolve().parents[2] / "roles" / "prometheus" / "files" / "dashboards"
+DASHBOARDS = Path(__file__).resolve().parents[2] / "roles" / "grafana" / "files" / "dashboards"
 SEED = {"system-overview", "service-health", "database-performance", "cache-hit-rates", "queue-metrics"}
 
 

@@ -454,8 +454,9 @@ def test_admin_networks_are_normalised() -> None:
         HOSTVARS,
         ["10.1.2.3/8", "2001:db8::1/32", "192.0.2.7"],
     )
-    https = _rule(rules, 443)
-    assert https["sources"] == ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]
+    # Port 80 has only the admin networks as sources (443 also has the blackbox prober on mon1).
+    http = _rule(rules, 80)
+    assert http["sources"] == ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]
     with pytest.raises(AnsibleFilterError, match=r"platform_admin_networks\[0\] 'lan'"):
         flow_rules(platform_flows(), "proxy1", GROUPS, HOSTVARS, ["lan"])
 

@@ -9,6 +9,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import trace
+
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
@@ -25,6 +27,10 @@ class JsonFormatter(logging.Formatter):
         rid = request_id_var.get()
         if rid:
             payload["request_id"] = rid
+        # Set when tracing is on: Grafana links the line to the trace in Tempo.
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            payload["trace_id"] = format(span.trace_id, "032x")
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
                 payload[key] = value

@@ -40,6 +40,7 @@ from .models import (
 )
 from .search import SearchBackend, create_search
 from .settings import Settings, get_settings
+from .tracing import setup_tracing
 
 log = logging.getLogger("aiinfra_app")
 
@@ -94,17 +95,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = cfg
         if not cfg.api_keys:
             log.warning("APP_API_KEYS is empty: all write requests will be refused")
-        async with _services(cfg) as services:
-            app.state.services = services
-            log.info(
-                "started",
-                extra={
-                    "version": __version__,
-                    "release": cfg.release,
-                    "search_backend": services.search.name,
-                },
-            )
-            yield
+        try:
+            async with _services(cfg) as services:
+                app.state.services = services
+                log.info(
+                    "started",
+                    extra={
+                        "version": __version__,
+                        "release": cfg.release,
+                        "search_backend": services.search.name,
+                    },
+                )
+                yield
+        finally:
+            if tracing is not None:
+                tracing.shutdown()
 
     app = FastAPI(
         title="aiinfra documents API",
@@ -113,6 +118,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Tracing wraps the middleware stack, which Starlette builds on the first
+    # event (lifespan included): it is decided here, from the same settings.
+    tracing = setup_tracing(app, settings or get_settings())
 
     def max_body() -> int:
         cfg: Settings | None = app.state.settings

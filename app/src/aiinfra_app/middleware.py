@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .logging_setup import request_id_var
@@ -56,6 +57,9 @@ class RequestContextMiddleware:
         if not _RID_OK.match(rid):
             rid = uuid.uuid4().hex
         token = request_id_var.set(rid)
+        # The server span when tracing is on (its middleware wraps this one);
+        # a non-recording no-op otherwise.
+        trace.get_current_span().set_attribute("app.request_id", rid)
         method: str = scope["method"]
         start = time.perf_counter()
         status_holder = [500]

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     redis_required: bool = True
     search_required: bool = True
 
+    # --- tracing -------------------------------------------------------------
+    # OTLP/HTTP endpoint of Tempo (e.g. http://10.0.0.5:4318); empty: no traces.
+    otlp_endpoint: str | None = None
+    otlp_service_name: str = "aiinfra-app"
+    otlp_timeout: float = Field(default=5.0, gt=0)
+
     # --- messaging topology ------------------------------------------------
     events_exchange: str = "events"
     task_queue: str = "tasks.index"
@@ -86,6 +92,15 @@ class Settings(BaseSettings):
     def _empty_es(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("otlp_endpoint", mode="before")
+    @classmethod
+    def _empty_otlp(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str) and not value.startswith(("http://", "https://")):
+            raise ValueError("APP_OTLP_ENDPOINT must be an http(s) URL, e.g. http://tempo:4318")
         return value
 
     @field_validator("redis_url", mode="before")

@@ -10,15 +10,21 @@ the AMQP_PASSWORD environment variable. Subcommands:
   count                      a queue's message count (passive declare)
   declare-app                redeclare the app's topology exactly as app/src/aiinfra_app/messaging.py does
   bench                      publish and consume --count messages through one quorum queue
+  soak                       publish (confirms) and consume at once through a quorum queue across
+                             --hosts, reconnecting to another node when one goes away, until
+                             --stop-file exists; reports every confirmed id that was not consumed
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import threading
 import time
+import uuid
 from typing import Any
 
 import pika  # type: ignore[import-not-found,unused-ignore]
@@ -170,7 +176,13 @@ def _bench_publish(args: argparse.Namespace, body: bytes) -> float:
         channel.confirm_delivery(on_confirm)
         publish_more(channel)
 
-    conn = pika.SelectConnection(_params(args), on_open_callback=lambda c: c.channel(on_open_callback=on_channel))
+    # Closing a SelectConnection does not end its ioloop: stop it, or start() never returns.
+    conn = pika.SelectConnection(
+        _params(args),
+        on_open_callback=lambda c: c.channel(on_open_callback=on_channel),
+        on_open_error_callback=lambda c, _exc: c.ioloop.stop(),
+        on_close_callback=lambda c, _exc: c.ioloop.stop(),
+    )
     conn.ioloop.start()
     elapsed = time.monotonic() - started
     if state["refused"] or state["confirmed"] != args.count:
@@ -212,9 +224,161 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _close_quietly(conn: Any) -> None:
+    """Close a connection that may already be gone."""
+    if conn is not None:
+        with contextlib.suppress(AMQPError, OSError):
+            conn.close()
+
+
+def _connect_any(args: argparse.Namespace, hosts: list[str], start: int) -> Any:
+    """Connect to the first of hosts (rotated by start) that accepts."""
+    for offset in range(len(hosts)):
+        args.host = hosts[(start + offset) % len(hosts)]
+        try:
+            return _connect(args)
+        except (AMQPError, OSError):
+            continue
+    return None
+
+
+def _soak_publish(args: argparse.Namespace, hosts: list[str], queue: str, run: str, out: dict[str, Any]) -> None:
+    """Publish persistent messages one at a time with publisher confirms; a message whose confirm did not
+    arrive (connection lost, nack) is published again with the same id after a reconnect."""
+    confirmed: list[str] = out["confirmed_ids"]
+    conn: Any = None
+    channel: Any = None
+    seq, start = 0, 0
+    deadline = time.monotonic() + args.max_seconds
+    interval = 1.0 / args.rate
+    while seq < args.count and not os.path.exists(args.stop_file) and time.monotonic() < deadline:
+        if conn is None:
+            conn = _connect_any(args, hosts, start)
+            start += 1
+            if conn is None:
+                time.sleep(0.5)
+                continue
+            channel = conn.channel()
+            channel.confirm_delivery()
+        msg_id = f"{run}-{seq}"
+        props = pika.BasicProperties(delivery_mode=2, message_id=msg_id)
+        unconfirmed = True
+        try:
+            channel.basic_publish("", queue, msg_id.encode(), props, mandatory=True)
+            unconfirmed = False
+            confirmed.append(msg_id)
+            seq += 1
+            conn.sleep(interval)
+        except (pika.exceptions.NackError, pika.exceptions.UnroutableError):
+            out["nacked"] += 1
+            continue
+        except (AMQPError, OSError):
+            out["publisher_reconnects"] += 1
+            out["republished"] += int(unconfirmed)
+            _close_quietly(conn)
+            conn = None
+            continue
+    out["stopped_by"] = "stop-file" if os.path.exists(args.stop_file) else "count-or-time"
+    _close_quietly(conn)
+
+
+def _soak_consume(
+    args: argparse.Namespace, hosts: list[str], queue: str, out: dict[str, Any], published: threading.Event
+) -> None:
+    """Consume and ack every message (manual acks, prefetch 50) until the publisher finished and every id
+    it had confirmed arrived, reconnecting to another node when one goes away."""
+    consumed: dict[str, int] = out["consumed"]
+    conn, start = None, len(hosts) - 1
+    idle_limit = time.monotonic() + args.max_seconds + 120
+    while time.monotonic() < idle_limit:
+        if published.is_set() and set(out["confirmed_ids"]) <= consumed.keys():
+            break
+        if conn is None:
+            conn = _connect_any(args, hosts, start)
+            start += 1
+            if conn is None:
+                time.sleep(0.5)
+                continue
+        try:
+            channel = conn.channel()
+            channel.basic_qos(prefetch_count=50)
+            for method, props, body in channel.consume(queue, inactivity_timeout=1):
+                if method is not None:
+                    msg_id = props.message_id or body.decode()
+                    consumed[msg_id] = consumed.get(msg_id, 0) + 1
+                    channel.basic_ack(method.delivery_tag)
+                elif published.is_set() and set(out["confirmed_ids"]) <= consumed.keys():
+                    break
+                if time.monotonic() >= idle_limit:
+                    break
+            channel.cancel()
+        except (AMQPError, OSError):
+            out["consumer_reconnects"] += 1
+            _close_quietly(conn)
+            conn = None
+    _close_quietly(conn)
+
+
+def cmd_soak(args: argparse.Namespace) -> dict[str, Any]:
+    hosts = args.hosts.split(",")
+    queue = args.queue
+    setup = _connect_any(args, hosts, 0)
+    if setup is None:
+        return {"error": f"no node of {hosts} accepts connections"}
+    channel = setup.channel()
+    channel.queue_delete(queue)
+    replicas = len(hosts)
+    channel.queue_declare(
+        queue, durable=True, arguments={"x-queue-type": "quorum", "x-quorum-initial-group-size": replicas}
+    )
+    setup.close()
+    if os.path.exists(args.stop_file):
+        os.unlink(args.stop_file)
+    run = uuid.uuid4().hex[:8]
+    out: dict[str, Any] = {
+        "confirmed_ids": [],
+        "consumed": {},
+        "nacked": 0,
+        "republished": 0,
+        "publisher_reconnects": 0,
+        "consumer_reconnects": 0,
+    }
+    published = threading.Event()
+    consumer = threading.Thread(target=_soak_consume, args=(args, hosts, queue, out, published), daemon=True)
+    consumer.start()
+    print(json.dumps({"started": run, "replicas": replicas}), flush=True)
+    started = time.monotonic()
+    _soak_publish(args, hosts, queue, run, out)
+    published.set()
+    consumer.join()
+    elapsed = time.monotonic() - started
+    confirmed = out["confirmed_ids"]
+    consumed: dict[str, int] = out["consumed"]
+    attempted = {f"{run}-{seq}" for seq in range(len(confirmed) + 1)}
+    cleanup = _connect_any(args, hosts, 0)
+    if cleanup is not None:
+        with contextlib.suppress(AMQPError, OSError):
+            cleanup.channel().queue_delete(queue)
+        _close_quietly(cleanup)
+    return {
+        "confirmed": len(confirmed),
+        "confirmed_unique": len(set(confirmed)),
+        "consumed_unique": len(consumed),
+        "missing": sorted(set(confirmed) - consumed.keys()),
+        "unexpected": sorted(consumed.keys() - attempted),
+        "duplicates": sum(n - 1 for n in consumed.values()),
+        "nacked": out["nacked"],
+        "republished": out["republished"],
+        "publisher_reconnects": out["publisher_reconnects"],
+        "consumer_reconnects": out["consumer_reconnects"],
+        "stopped_by": out["stopped_by"],
+        "seconds": round(elapsed, 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["login", "publish", "get", "count", "declare-app", "bench"])
+    parser.add_argument("command", choices=["login", "publish", "get", "count", "declare-app", "bench", "soak"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5672)
     parser.add_argument("--vhost", default="/")
@@ -229,6 +393,10 @@ def main() -> int:
     parser.add_argument("--action", choices=["ack", "reject", "requeue"], default="ack")
     parser.add_argument("--size", type=int, default=512, help="bench message size in bytes")
     parser.add_argument("--window", type=int, default=256, help="bench: unconfirmed publishes / prefetch")
+    parser.add_argument("--hosts", default="127.0.0.1", help="soak: comma-separated nodes, tried in turn")
+    parser.add_argument("--rate", type=float, default=20.0, help="soak: publishes per second at most")
+    parser.add_argument("--max-seconds", type=float, default=300.0, help="soak: publishing stops after this long")
+    parser.add_argument("--stop-file", default="/tmp/amqp-soak.stop", help="soak: publishing stops once it exists")
     args = parser.parse_args()
     commands = {
         "login": cmd_login,
@@ -237,6 +405,7 @@ def main() -> int:
         "count": cmd_count,
         "declare-app": cmd_declare_app,
         "bench": cmd_bench,
+        "soak": cmd_soak,
     }
     try:
         result = commands[args.command](args)

@@ -1,0 +1,100 @@
+"""Rolling releases under load: playbooks/deploy.yml and rollback.yml lose no request.
+
+A load generator sends reads and writes through nginx the whole time each
+playbook runs; every answer must be a success. Releases are real wheels built
+from a copy of app/ with another version (and, for the failing case, code that
+cannot start). Runs after test_app.py and test_browser.py (file order): it
+leaves every app host on the release site.yml converged.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from infra.lab import host, playbook, secret
+from infra.release import APP_HOSTS, PROXY_HOST, Load, build_wheel, versions
+
+
+@pytest.fixture(scope="module")
+def api_key() -> str:
+    return secret("app_api_key")
+
+
+@pytest.fixture(scope="module")
+def original() -> dict[str, str]:
+    before = versions()
+    assert len(set(before.values())) == 1, before
+    return before
+
+
+def test_deploy_under_load_loses_no_request(api_key: str, original: dict[str, str]) -> None:
+    wheel = build_wheel("0.1.1")
+    with Load(api_key).running() as load:
+        res = playbook("deploy.yml", "-e", f"app_wheel={wheel}")
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert load.results["failed"] == 0, load.errors
+    assert load.results["ok"] > 50, load.results
+    assert set(versions().values()) == {"0.1.1"}
+
+
+def test_failing_release_is_rolled_back_and_stops_the_rollout(api_key: str) -> None:
+    wheel = build_wheel("0.1.2", broken=True)
+    with Load(api_key).running() as load:
+        res = playbook("deploy.yml", "-e", f"app_wheel={wheel}", "-e", "app_ready_timeout=20")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out[-4000:]
+    # The first host failed at the restart, went back, and the second was never touched.
+    first = next(iter(APP_HOSTS))
+    assert re.search(rf"{first} failed at step \"install and switch to the new release\"", out), out[-4000:]
+    assert "Rolled back to 0.1.1" in out, out[-4000:]
+    for name in APP_HOSTS:  # the failed release was removed; the other hosts never got it
+        assert not host(name).file("/opt/aiinfra-app/releases/0.1.2").exists, name
+    assert load.results["failed"] == 0, load.errors
+    assert set(versions().values()) == {"0.1.1"}
+
+
+def test_rollback_returns_every_host_to_the_previous_release(api_key: str, original: dict[str, str]) -> None:
+    with Load(api_key).running() as load:
+        res = playbook("rollback.yml")
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert load.results["failed"] == 0, load.errors
+    assert versions() == original
+
+
+def test_slow_canary_is_rejected_and_rolled_back(api_key: str, original: dict[str, str]) -> None:
+    """A release that answers in 1.5 s gets 30% of the traffic for 45 s; Prometheus's p99 rejects it."""
+    wheel = build_wheel("0.1.3", slow=True)
+    canary = next(iter(APP_HOSTS))
+    with Load(api_key).running() as load:
+        res = playbook("canary.yml", "-e", f"app_wheel={wheel}", "-e", "canary_weight=30", "-e", "canary_window=45")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out[-4000:]
+    assert re.search(rf"Canary rejected on {canary}: p99 latency [0-9.]+ s > canary_max_p99_seconds=0.5", out), out[
+        -4000:
+    ]
+    assert load.results["failed"] == 0, load.errors
+    assert versions() == original
+    for name in APP_HOSTS:  # removed from the canary; never sent to the others
+        assert not host(name).file("/opt/aiinfra-app/releases/0.1.3").exists, name
+    assert " weight=" not in host(PROXY_HOST).file("/etc/nginx/nginx.conf").content_string
+
+
+@pytest.mark.parametrize(
+    ("book", "extra", "message"),
+    [
+        ("deploy.yml", ["-e", "deploy_serial=100%"], "would leave nginx no host"),
+        ("deploy.yml", ["-e", "deploy_serial=0"], "is not a host count of at least 1"),
+        ("deploy.yml", ["-e", "deploy_serial=150%"], "is over 100%"),
+        ("deploy.yml", ["-e", "app_version=9.9.9"], "app_version 9.9.9 does not exist"),
+        ("canary.yml", ["-e", "canary_weight=80"], "canary_weight=80 is out of range"),
+        ("canary.yml", ["-e", "canary_weight=0"], "canary_weight=0 is out of range"),
+    ],
+)
+def test_bad_release_input_is_refused_before_any_host_changes(book: str, extra: list[str], message: str) -> None:
+    before = {name: host(name).file("/opt/aiinfra-app/current").linked_to for name in APP_HOSTS}
+    res = playbook(book, *extra)
+    assert res.returncode != 0
+    assert message in " ".join(res.stdout.split()), res.stdout[-3000:]
+    assert "changed=0" in res.stdout and not re.search(r"changed=[1-9]", res.stdout), res.stdout[-3000:]
+    assert {name: host(name).file("/opt/aiinfra-app/current").linked_to for name in APP_HOSTS} == before
