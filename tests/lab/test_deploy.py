@@ -54,12 +54,21 @@ def test_failing_release_is_rolled_back_and_stops_the_rollout(api_key: str) -> N
     assert set(versions().values()) == {"0.1.1"}
 
 
+def env_releases() -> dict[str, str]:
+    """APP_RELEASE of each app host's environment file (what /api/version reports as the release)."""
+    return {
+        name: host(name).check_output("grep -oP '^APP_RELEASE=\"\\K[^\"]*' /etc/aiinfra-app/app.env")
+        for name in APP_HOSTS
+    }
+
+
 def test_rollback_returns_every_host_to_the_previous_release(api_key: str, original: dict[str, str]) -> None:
     with Load(api_key).running() as load:
         res = playbook("rollback.yml")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     assert load.results["failed"] == 0, load.errors
     assert versions() == original
+    assert env_releases() == original
 
 
 def test_slow_canary_is_rejected_and_rolled_back(api_key: str, original: dict[str, str]) -> None:
@@ -75,6 +84,7 @@ def test_slow_canary_is_rejected_and_rolled_back(api_key: str, original: dict[st
     ]
     assert load.results["failed"] == 0, load.errors
     assert versions() == original
+    assert env_releases() == original
     for name in APP_HOSTS:  # removed from the canary; never sent to the others
         assert not host(name).file("/opt/aiinfra-app/releases/0.1.3").exists, name
     assert " weight=" not in host(PROXY_HOST).file("/etc/nginx/nginx.conf").content_string
