@@ -50,3 +50,17 @@ def run_playbook(
         timeout=300,
         check=False,
     )
+
+
+def recap_line(output: str, host: str) -> str:
+    """The PLAY RECAP line of one host in ansible-playbook's output."""
+    return next(line for line in output.splitlines() if line.startswith(f"{host} ") and "ok=" in line)
+
+
+def failure_messages(output: str, host: str) -> str:
+    """Every `fatal:`/`failed:` line of one host, whitespace collapsed, as one string."""
+    return " ".join(
+        " ".join(line.split())
+        for line in output.splitlines()
+        if line.startswith((f"fatal: [{host}]", f"failed: [{host}]"))
+    )

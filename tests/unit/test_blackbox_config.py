@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from infra.playbook import run_playbook
+from infra.playbook import failure_messages, recap_line, run_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = REPO / "roles" / "prometheus"
@@ -258,23 +258,15 @@ def preflight(tmp_path_factory: pytest.TempPathFactory) -> str:
     return res.stdout + res.stderr
 
 
-def _recap(out: str, host: str) -> str:
-    return next(line for line in out.splitlines() if line.startswith(f"{host} ") and "ok=" in line)
-
-
 def test_good_probe_inputs_pass(preflight: str) -> None:
-    recap = _recap(preflight, "mon-a")
+    recap = recap_line(preflight, "mon-a")
     assert "failed=0" in recap and "changed=0" in recap, preflight
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_probe_inputs_stop_in_preflight(preflight: str, case: str) -> None:
-    recap = _recap(preflight, case)
+    recap = recap_line(preflight, case)
     assert "failed=1" in recap and "changed=0" in recap, preflight
-    messages = " ".join(
-        " ".join(line.split())
-        for line in preflight.splitlines()
-        if line.startswith(("fatal: [" + case + "]", "failed: [" + case + "]"))
-    )
+    messages = failure_messages(preflight, case)
     for needle in BAD[case][1]:
         assert needle in messages, preflight
