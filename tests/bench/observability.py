@@ -1,90 +1,120 @@
 #!/usr/bin/env python3
-"""Observability figures on the `observability` Molecule scenario: prints them,
-asserts nothing about timing.
+"""Observability figures on the lab: prints them, asserts nothing about timing.
 
-1. scrape targets up / total, per job, from Prometheus's /api/v1/targets;
-2. seconds from `systemctl stop redis-server` on obs-data until Alertmanager
-   lists RedisDown as active, and from the restart until it is gone (the
-   scenario shortens the alert's `for` to 10 s; scrape/evaluation every 5 s).
+Against the lab only (inventories/lab: the first monitoring and redis hosts,
+reached over SSH like tests/lab/test_observability.py):
+1. scrape targets up / total, per job and overall, from Prometheus's
+   /api/v1/targets (as they are now: no waiting for a first scrape);
+2. seconds from `systemctl stop redis-server` on the redis host until
+   Alertmanager lists RedisDown as active, and from `systemctl start` until it
+   is resolved (gone from Alertmanager's active alerts). The lab shortens the
+   alert's `for` (inventories/lab/group_vars/monitoring.yml); the rule's `for`,
+   the scrape/evaluation intervals and Alertmanager's group_wait are read from
+   the running services and printed with the figures. Polled about once a second.
 
-Bounded: --rounds stop/start cycles (default 1, at most 3), each waiting at
-most 180 s. Talks only to the scenario's own containers (docker exec).
+Bounded: --rounds stop/start cycles (default 1, at most 3), each wait at most
+180 s; redis-server is started again whatever happens.
 
-    molecule converge -s observability && python tests/bench/observability.py
+    scripts/lab up && .venv/bin/python tests/bench/observability.py [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
+import sys
 import time
-import urllib.parse
+from pathlib import Path
 from typing import Any
 
-MON, DATA = "obs-mon", "obs-data"
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+from infra import Host, default_address  # noqa: E402
+from infra.lab import group  # noqa: E402
+from infra.lab import host as lab_host  # noqa: E402
+from infra.observability import (  # noqa: E402
+    ALERTMANAGER_PREFIX,
+    PROMETHEUS_PREFIX,
+    active_targets,
+    alerts,
+    get_json,
+    wait_for,
+)
+
 TIMEOUT = 180.0
+ALERT = "RedisDown"
 
 
-def docker_exec(container: str, *cmd: str) -> str:
-    res = subprocess.run(["docker", "exec", container, *cmd], capture_output=True, text=True, timeout=60, check=True)
-    return res.stdout
+def print_targets(mon: Host, prom: str) -> None:
+    targets = active_targets(mon, prom)
+    jobs: dict[str, list[dict[str, Any]]] = {}
+    for target in targets:
+        jobs.setdefault(target["labels"]["job"], []).append(target)
+    up = sum(1 for t in targets if t["health"] == "up")
+    print(f"scrape targets up: {up}/{len(targets)}")
+    for job, members in sorted(jobs.items()):
+        print(f"  {job:<18} {sum(1 for t in members if t['health'] == 'up')}/{len(members)}")
+    for t in targets:
+        if t["health"] != "up":
+            print(f"  down: {t['labels']['job']} {t['labels']['instance']}: {t.get('lastError', '')}")
 
 
-def mon_address() -> str:
-    fields = docker_exec(MON, "ip", "-4", "route", "get", "192.0.2.1").split()
-    return fields[fields.index("src") + 1]
+def settings(mon: Host, prom: str, am: str) -> str:
+    """The settings the alert timings depend on, as the running services have them."""
+    config = yaml.safe_load(get_json(mon, f"{prom}api/v1/status/config")["data"]["yaml"])
+    rules = get_json(mon, f"{prom}api/v1/rules?type=alert")["data"]["groups"]
+    durations = [r.get("duration", "?") for g in rules for r in g["rules"] if r["name"] == ALERT]
+    route = yaml.safe_load(get_json(mon, f"{am}api/v2/status")["config"]["original"]).get("route", {})
+    glob = config.get("global", {})
+    return (
+        f"{ALERT} for: {', '.join(f'{d} s' for d in durations) or 'no such rule'}, "
+        f"scrape interval: {glob.get('scrape_interval', '?')}, evaluation interval: "
+        f"{glob.get('evaluation_interval', '?')}, Alertmanager group_wait: {route.get('group_wait', '?')}"
+    )
 
 
-def get(url: str) -> Any:
-    return json.loads(docker_exec(MON, "curl", "-sS", "--fail", "--max-time", "10", url))
-
-
-def redis_down_active(am: str) -> bool:
-    query = urllib.parse.urlencode({"active": "true", "silenced": "false", "inhibited": "false"})
-    alerts = get(f"{am}api/v2/alerts?{query}")
-    return any(a["labels"].get("alertname") == "RedisDown" for a in alerts)
-
-
-def wait(condition: bool, am: str) -> float:
-    start = time.monotonic()
-    while redis_down_active(am) != condition:
-        if time.monotonic() - start > TIMEOUT:
-            raise SystemExit(f"RedisDown did not become {'active' if condition else 'resolved'} within {TIMEOUT:.0f} s")
-        time.sleep(0.5)
-    return time.monotonic() - start
+def seconds_until(mon: Host, am: str, active: bool, since: float) -> float:
+    """Seconds from `since` (time.monotonic()) until ALERT is (active) or is no longer (not
+    active) listed in Alertmanager; gives up TIMEOUT s after the polling started."""
+    try:
+        wait_for(lambda: bool(alerts(mon, am, ALERT)) == active, timeout=TIMEOUT)
+    except TimeoutError:
+        raise SystemExit(f"{ALERT} was not {'active' if active else 'resolved'} within {TIMEOUT:.0f} s") from None
+    return time.monotonic() - since
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=1, choices=range(1, 4))
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=1, choices=range(1, 4), help="stop/start cycles (1-3)")
     args = parser.parse_args()
-    address = mon_address()
-    prom = f"http://{address}:9090/monitoring/prometheus/"
-    am = f"http://{address}:9093/monitoring/alertmanager/"
 
-    targets = get(f"{prom}api/v1/targets?state=active")["data"]["activeTargets"]
-    up = [t for t in targets if t["health"] == "up"]
-    print(f"scrape targets up: {len(up)}/{len(targets)}")
-    jobs = sorted({t["labels"]["job"] for t in targets})
-    for job in jobs:
-        total = sum(1 for t in targets if t["labels"]["job"] == job)
-        ok = sum(1 for t in up if t["labels"]["job"] == job)
-        print(f"  {job:<14} {ok}/{total}")
+    mon_name, redis_name = group("monitoring")[0], group("redis")[0]
+    mon, redis = lab_host(mon_name), lab_host(redis_name)
+    address = default_address(mon)
+    prom = f"http://{address}:9090{PROMETHEUS_PREFIX}"
+    am = f"http://{address}:9093{ALERTMANAGER_PREFIX}"
+    print(f"lab: Prometheus and Alertmanager on {mon_name} ({address}), Redis on {redis_name}")
 
-    if redis_down_active(am):
-        raise SystemExit("RedisDown is already active: start redis-server on obs-data first")
-    fired, resolved = [], []
+    print_targets(mon, prom)
+
+    if alerts(mon, am, ALERT):
+        raise SystemExit(f"{ALERT} is already active: start redis-server on {redis_name} first")
+    fired: list[float] = []
+    resolved: list[float] = []
     for _ in range(args.rounds):
-        docker_exec(DATA, "systemctl", "stop", "redis-server")
+        # Each clock starts just before its systemctl command (run over SSH).
         try:
-            fired.append(wait(True, am))
+            start = time.monotonic()
+            redis.run_expect([0], "systemctl stop redis-server")
+            fired.append(seconds_until(mon, am, True, start))
         finally:
-            docker_exec(DATA, "systemctl", "start", "redis-server")
-        resolved.append(wait(False, am))
-    print("for: 10s, scrape/evaluation interval: 5s, Alertmanager group_wait: 5s")
-    print("redis stopped -> RedisDown active in Alertmanager: " + ", ".join(f"{s:.1f} s" for s in fired))
-    print("redis started -> RedisDown gone from Alertmanager: " + ", ".join(f"{s:.1f} s" for s in resolved))
+            start = time.monotonic()
+            redis.run_expect([0], "systemctl start redis-server")
+        resolved.append(seconds_until(mon, am, False, start))
+    print(settings(mon, prom, am))
+    print(f"redis stopped -> {ALERT} active in Alertmanager: " + ", ".join(f"{s:.1f} s" for s in fired))
+    print(f"redis started -> {ALERT} resolved in Alertmanager: " + ", ".join(f"{s:.1f} s" for s in resolved))
 
 
 if __name__ == "__main__":

@@ -117,6 +117,25 @@ def test_blackbox_probes_through_the_proxy_succeed(host: Host, prom: str, target
     assert verdicts == dict.fromkeys(expected_jobs()["blackbox"], "1"), verdicts
 
 
+@pytest.mark.parametrize(
+    ("module", "target", "verdict"),
+    [
+        # The SPA answers 200 to any path: only /health's JSON status passes http_status_ok.
+        ("http_status_ok", "{proxy}/health", "1"),
+        ("http_status_ok", "{proxy}/index.html", "0"),
+        ("http_2xx", "{proxy}/", "1"),
+        # Port 1 on the monitoring host itself: nothing listens there.
+        ("tcp_connect", "127.0.0.1:1", "0"),
+    ],
+)
+def test_blackbox_probes_fail_what_they_should(host: Host, module: str, target: str, verdict: str) -> None:
+    """A probe asked of the exporter directly: the failing cases fail, not only the passing ones pass."""
+    target = target.format(proxy=f"https://{address(group('proxy')[0])}")
+    out = host.check_output(f"curl -fsS 'http://127.0.0.1:9115/probe?module={module}&target={target}'")
+    success = [line.split()[-1] for line in out.splitlines() if line.startswith("probe_success ")]
+    assert success == [verdict], out
+
+
 def test_exporters_answer_for_their_service(host: Host, prom: str) -> None:
     for expr in ("redis_up", "pg_up"):
         result = prometheus_query(host, prom, expr)["data"]["result"]

@@ -1,6 +1,6 @@
 """The seed Grafana dashboards: the five the design names, well-formed, every panel
 querying Prometheus (the queries themselves run against a live Prometheus in
-`molecule test -s observability`)."""
+the lab, tests/lab/test_observability.py)."""
 
 from __future__ import annotations
 

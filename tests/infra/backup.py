@@ -1,0 +1,76 @@
+"""Helpers for the backup checks: run the backup and restore playbooks (against Molecule's
+inventory by default, or the lab's) and read their JSON reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import testinfra
+
+from infra import Host
+from infra.playbook import REPO, ansible_env
+
+
+def inventory() -> str:
+    return os.environ["MOLECULE_INVENTORY_FILE"]
+
+
+def get_host(name: str) -> Host:
+    """A testinfra host of the running scenario by inventory name."""
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory())
+
+
+def playbook(
+    name: str, *extra: str, inventory_path: str | None = None, timeout: int = 1200
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run playbooks/<name> (Molecule's inventory unless given); returns the process and its JSON report (or {})."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        kind = "backup" if name == "backup.yml" else "restore"
+        proc = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ansible-playbook"),
+                "-i",
+                inventory_path or inventory(),
+                str(REPO / "playbooks" / name),
+                "-e",
+                f"{kind}_report_file={report}",
+                *extra,
+            ],
+            cwd=REPO,
+            env=ansible_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        data: dict[str, Any] = json.loads(report.read_text()) if report.exists() else {}
+    return proc, data
+
+
+def extra_json(**variables: Any) -> tuple[str, str]:
+    """-e arguments carrying variables as JSON (types survive: lists, booleans, empty strings)."""
+    return "-e", json.dumps(variables)
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 1.0) -> None:
+    """Poll check() until it is true; fail with `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def why(proc: subprocess.CompletedProcess[str]) -> str:
+    """What a failed playbook run said: its fatal/failed lines (any host), else the end of its output."""
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(("fatal: [", "failed: [", "[ERROR]"))]
+    return "\n".join(lines)[-4000:] or proc.stdout[-3000:]
