@@ -50,7 +50,9 @@ def test_every_flow_connects_and_nothing_else_does() -> None:
             if verdict != "timeout":
                 errors.append(f"{what}: {verdict}, but no flow allows it")
     assert not errors, errors
-    # The matrix is not empty on either side, and real services answered.
-    assert seen["allowed"] > 50 and seen["dropped"] > 500 and seen["open"] > 30, seen
+    # The matrix is not empty on either side, and real services answered (per host:
+    # the eight-host lab sees about 60 allowed and 600 dropped pairs, one host 4 and 34).
+    hosts = len(scenario.hosts)
+    assert min(seen["allowed"], seen["open"]) >= 4 * hosts and seen["dropped"] >= 30 * hosts, seen
     # SSH from the admin network reaches every host; the segmentation holds between hosts.
     assert all(matrix.verdicts[(ADMIN, dst, 22, "tcp")] == "open" for dst in scenario.hosts)
