@@ -14,12 +14,12 @@ import json
 import os
 import shlex
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 from infra import Host
 from infra.backup import extra_json, get_host, playbook, wait_for, why
+from infra.playbook import REPO
 from infra.postgresql import psql, psql_local, secret
 
 DATA = "/var/lib/postgresql/15/main"
@@ -297,7 +297,9 @@ def test_rabbitmq_restore_brings_the_user_and_queue_back(data: Host) -> None:
 
 
 def test_figures() -> None:
-    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "figures.json"
+    """The figures outlive the scenario (destroy removes its ephemeral directory)."""
+    path = REPO / ".cache" / "test-logs" / "backup-figures.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(FIGURES, indent=2))
     print(json.dumps(FIGURES))
     assert "rpo_s" in FIGURES, "the crash test did not run"
