@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from typing import Any
 import testinfra
 
 from infra import Host
-from infra.playbook import REPO, ansible_env
+from infra.playbook import collection_playbook
 
 
 def inventory() -> str:
@@ -35,22 +34,8 @@ def playbook(
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         kind = "backup" if name == "backup.yml" else "restore"
-        proc = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "ansible-playbook"),
-                "-i",
-                inventory_path or inventory(),
-                str(REPO / "playbooks" / name),
-                "-e",
-                f"{kind}_report_file={report}",
-                *extra,
-            ],
-            cwd=REPO,
-            env=ansible_env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+        proc = collection_playbook(
+            inventory_path or inventory(), name, "-e", f"{kind}_report_file={report}", *extra, timeout=timeout
         )
         data: dict[str, Any] = json.loads(report.read_text()) if report.exists() else {}
     return proc, data

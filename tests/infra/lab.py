@@ -18,7 +18,7 @@ from typing import Any
 import testinfra
 
 from infra import Host
-from infra.playbook import REPO, ansible_env
+from infra.playbook import REPO, ansible_env, collection_playbook
 
 LAB = REPO / ".lab"
 # LAB_INVENTORY=inventories/single runs the checks that apply against the one-host shape.
@@ -104,12 +104,4 @@ def https(
 
 def playbook(name: str, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
     """Run one of the collection's playbooks against the lab, as an operator would."""
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(INVENTORY_DIR), f"playbooks/{name}", *args],
-        cwd=REPO,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return collection_playbook(INVENTORY_DIR, name, *args, timeout=timeout)

@@ -29,6 +29,22 @@ def ansible_env(**overrides: str) -> dict[str, str]:
     )
 
 
+def collection_playbook(
+    inventory: str | Path, name: str, *args: str, timeout: float = 1800
+) -> subprocess.CompletedProcess[str]:
+    """Run playbooks/<name> of the checkout against an inventory, as an operator would."""
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory)]
+    return subprocess.run(
+        [*command, str(REPO / "playbooks" / name), *args],
+        cwd=REPO,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def run_playbook(
     tmp: Path, inventory: dict[str, Any], plays: list[dict[str, Any]], *args: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
