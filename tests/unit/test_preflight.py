@@ -74,3 +74,39 @@ def test_missing_required_variable(tmp_path: Path, admin_networks: list[str] | N
         hostvars["platform_admin_networks"] = admin_networks
     res = run_site(tmp_path, {"all": {"vars": hostvars, "children": {"app": {"hosts": {"app-a": {}}}}}})
     assert_stopped_in_preflight(res, "platform_admin_networks is missing or empty")
+
+
+def test_host_without_a_usable_address(tmp_path: Path) -> None:
+    res = run_site(
+        tmp_path,
+        {
+            "all": {
+                "vars": GOOD_VARS,
+                "children": {"redis": {"hosts": {"redis-a": {"platform_address": "redis.example.internal"}}}},
+            }
+        },
+    )
+    assert_stopped_in_preflight(
+        res, "platform_address of host 'redis-a' is 'redis.example.internal', not an IP address; set platform_address"
+    )
+
+
+def test_app_without_a_postgres_host(tmp_path: Path) -> None:
+    app_vars = {
+        "app_database_password": "database-password-0123",
+        "app_redis_password": "redis-password-0123",
+        "app_amqp_password": "amqp-password-0123",
+        "app_api_keys": ["api-key-0123456789"],
+        # No monitoring group here: the log shipper would stop first (no Loki).
+        "platform_grafana_stack_enabled": False,
+    }
+    res = run_site(
+        tmp_path,
+        {
+            "all": {
+                "vars": {**GOOD_VARS, **app_vars},
+                "children": {"app": {"hosts": {"app-a": {}}}, "redis": {}, "rabbitmq": {}},
+            }
+        },
+    )
+    assert_stopped_in_preflight(res, "app_database_host (empty)", "put hosts in the postgres, redis and rabbitmq")
