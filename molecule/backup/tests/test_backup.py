@@ -229,6 +229,7 @@ def test_crash_then_restore_latest_onto_a_new_host(data: Host, spare: Host) -> N
     rpo = crashed_at - max(at for i, (at, _) in committed.items() if i in restored)
     FIGURES.update(
         crash_rows_committed=len(committed),
+        crash_rows_in_archived_wal=len(must),
         crash_rows_lost=len(lost),
         rpo_s=round(rpo, 1),
         rto_s=float(report["rto_seconds"]),
