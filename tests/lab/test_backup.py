@@ -23,11 +23,11 @@ from infra.postgresql import psql
 
 PG = group("postgres")[0]
 REPO = group("backup")[0]
+MQ = group("rabbitmq")[0]
 # The disaster-recovery target: same Debian release as the primary (PostgreSQL
 # and pgBackRest versions), in no data or backup group.
-TARGET = group("rabbitmq")[0]
+TARGET = MQ
 TABLE = "backup_round_trip"
-MQ = group("rabbitmq")[0]
 MQ_USER = "restore-check"
 MQ_QUEUE = "restore.check"
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from infra import Host, default_address
-from infra.playbook import REPO, ansible_env
+from infra.playbook import REPO, collection_playbook
 from infra.rabbitmq import cluster_status, finish_soak, node_name, secret, start_soak, unit_times
 
 STOP_FILE = "/tmp/amqp-soak.stop"
@@ -27,21 +26,8 @@ def _restart(request: pytest.FixtureRequest, *args: str) -> subprocess.Completed
     """ansible-playbook playbooks/restart.yml against the scenario's inventory, as an operator runs it."""
     # The whole inventory directory: the group tree (rabbitmq > rabbitmq_bookworm) is in its `hosts` file.
     inventory = Path(request.config.option.ansible_inventory)
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(inventory.parent if inventory.is_file() else inventory),
-            str(REPO / "playbooks" / "restart.yml"),
-            *args,
-        ],
-        cwd=REPO,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    directory = inventory.parent if inventory.is_file() else inventory
+    return collection_playbook(directory, "restart.yml", *args, timeout=600)
 
 
 @pytest.fixture(scope="module")
