@@ -25,6 +25,30 @@ def _env(**extra: str) -> dict[str, str]:
     }
 
 
+async def _get_twice_on_one_connection(port: int, idle: float) -> list[bytes]:
+    """Status lines of two GET /health on one keep-alive connection, `idle` seconds apart."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    statuses = []
+    try:
+        for pause in (0.0, idle):
+            await asyncio.sleep(pause)
+            writer.write(b"GET /health HTTP/1.1\r\nHost: keepalive\r\n\r\n")
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            length = int(
+                next(
+                    ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length:")
+                ).split(b":")[1]
+            )
+            await reader.readexactly(length)
+            statuses.append(head.split(b"\r\n")[0])
+    except (asyncio.IncompleteReadError, ConnectionError) as err:
+        statuses.append(repr(err).encode())  # the app closed the idle connection
+    finally:
+        writer.close()
+    return statuses
+
+
 async def _stop(proc: subprocess.Popen[bytes]) -> int:
     proc.send_signal(signal.SIGTERM)
     return await asyncio.to_thread(proc.wait, 20)
@@ -50,6 +74,9 @@ async def test_uvicorn_serves_and_shuts_down_gracefully(migrated: None) -> None:
             assert r.json()["release"] == "proc-release"
             assert r.headers["x-request-id"] == "proc-rid-1"
             assert (await c.get("/ready")).status_code == 200
+        # An idle keep-alive connection outlives uvicorn's default of 5 s (the
+        # app keeps it APP_KEEPALIVE_TIMEOUT, above nginx's upstream timeout).
+        assert await _get_twice_on_one_connection(port, idle=6.5) == [b"HTTP/1.1 200 OK"] * 2
     finally:
         code = await _stop(proc)
     out = proc.stdout.read().decode() if proc.stdout else ""

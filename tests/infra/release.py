@@ -99,8 +99,9 @@ class Load:
 
     def _one(self, i: int) -> None:
         start = time.perf_counter()
+        method = "POST" if i % 5 == 0 else "GET"
         try:
-            if i % 5 == 0:
+            if method == "POST":
                 status, _, raw = https(
                     "POST",
                     f"{BASE}/api/documents",
@@ -117,7 +118,7 @@ class Load:
             self.latencies.append(time.perf_counter() - start)
             self.results["ok" if ok else "failed"] += 1
             if not ok and len(self.errors) < 10:
-                self.errors.append(f"{status}: {raw[:200]!r}")
+                self.errors.append(f"{method} {time.strftime('%H:%M:%S')} {status}: {raw[:200]!r}")
 
     def _worker(self, offset: int) -> None:
         i = offset

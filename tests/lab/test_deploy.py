@@ -28,12 +28,18 @@ def original() -> dict[str, str]:
     return before
 
 
+def failed_requests(load: Load) -> str:
+    """The load's failed requests and what nginx logged about its upstreams meanwhile."""
+    log = host(PROXY_HOST).run("tail -n 15 /var/log/nginx/error.log").stdout
+    return "\n".join([*load.errors, "nginx error.log:", log])
+
+
 def test_deploy_under_load_loses_no_request(api_key: str, original: dict[str, str]) -> None:
     wheel = build_wheel("0.1.1")
     with Load(api_key).running() as load:
         res = playbook("deploy.yml", "-e", f"app_wheel={wheel}")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    assert load.results["failed"] == 0, load.errors
+    assert load.results["failed"] == 0, failed_requests(load)
     assert load.results["ok"] > 50, load.results
     assert set(versions().values()) == {"0.1.1"}
 
@@ -50,7 +56,7 @@ def test_failing_release_is_rolled_back_and_stops_the_rollout(api_key: str) -> N
     assert "Rolled back to 0.1.1" in out, out[-4000:]
     for name in APP_HOSTS:  # the failed release was removed; the other hosts never got it
         assert not host(name).file("/opt/aiinfra-app/releases/0.1.2").exists, name
-    assert load.results["failed"] == 0, load.errors
+    assert load.results["failed"] == 0, failed_requests(load)
     assert set(versions().values()) == {"0.1.1"}
 
 
@@ -66,7 +72,7 @@ def test_rollback_returns_every_host_to_the_previous_release(api_key: str, origi
     with Load(api_key).running() as load:
         res = playbook("rollback.yml")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    assert load.results["failed"] == 0, load.errors
+    assert load.results["failed"] == 0, failed_requests(load)
     assert versions() == original
     assert env_releases() == original
 
@@ -82,7 +88,7 @@ def test_slow_canary_is_rejected_and_rolled_back(api_key: str, original: dict[st
     assert re.search(rf"Canary rejected on {canary}: p99 latency [0-9.]+ s > canary_max_p99_seconds=0.5", out), out[
         -4000:
     ]
-    assert load.results["failed"] == 0, load.errors
+    assert load.results["failed"] == 0, failed_requests(load)
     assert versions() == original
     assert env_releases() == original
     for name in APP_HOSTS:  # removed from the canary; never sent to the others

@@ -104,6 +104,7 @@ def test_env_file_derives_urls_from_the_inventory(rendered: dict[str, dict[str, 
     assert env["APP_HOST"] == "192.0.2.11" and env["APP_PORT"] == "8000"
     assert env["APP_FORWARDED_ALLOW_IPS"] == "127.0.0.1,192.0.2.10"
     assert env["APP_RELEASE"] == "1.2.3"
+    assert env["APP_KEEPALIVE_TIMEOUT"] == "75"  # above the proxy's upstream keepalive_timeout (60)
     assert "APP_ES_URL" not in env  # no elasticsearch hosts: PostgreSQL search
 
 

@@ -110,3 +110,35 @@ def test_app_without_a_postgres_host(tmp_path: Path) -> None:
         },
     )
     assert_stopped_in_preflight(res, "app_database_host (empty)", "put hosts in the postgres, redis and rabbitmq")
+
+
+def test_proxy_keepalive_not_below_the_apps(tmp_path: Path) -> None:
+    """nginx must close an idle upstream connection before uvicorn does (else a POST can get a 502)."""
+    app_vars = {
+        "app_database_host": "127.0.0.1",
+        "app_redis_host": "127.0.0.1",
+        "app_amqp_host": "127.0.0.1",
+        "app_database_password": "database-password-0123",
+        "app_redis_password": "redis-password-0123",
+        "app_amqp_password": "amqp-password-0123",
+        "app_api_keys": ["api-key-0123456789"],
+        "platform_grafana_stack_enabled": False,
+    }
+    res = run_site(
+        tmp_path,
+        {
+            "all": {
+                "vars": {**GOOD_VARS, **app_vars},
+                "children": {
+                    "app": {"hosts": {"app-a": {"app_keepalive_timeout": 30}, "app-b": {}}},
+                    "proxy": {"hosts": {"proxy-a": {"proxy_tls_source": "selfsigned"}}},
+                },
+            }
+        },
+    )
+    assert_stopped_in_preflight(
+        res,
+        "proxy_upstream_keepalive_timeout (60 s) must be below app_keepalive_timeout",
+        "app-a has 30 s.",
+        "Lower proxy_upstream_keepalive_timeout or raise app_keepalive_timeout",
+    )

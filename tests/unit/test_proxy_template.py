@@ -89,6 +89,7 @@ def test_upstream_has_every_app_host(rendered: dict[str, str]) -> None:
     assert [s[0] for s in servers] == ["192.0.2.11:8000", "192.0.2.12:8000"]
     assert all("max_fails=3 fail_timeout=10s" in s[1] and "down" not in s[1] for s in servers)
     assert "keepalive 32;" in upstream
+    assert "keepalive_timeout 60s;" in upstream  # below the app's APP_KEEPALIVE_TIMEOUT (75)
 
 
 def test_drained_host_is_down_and_the_other_stays(rendered: dict[str, str]) -> None:

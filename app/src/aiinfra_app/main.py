@@ -351,7 +351,7 @@ app = create_app()
 
 
 def run() -> None:
-    """`aiinfra-api`: run uvicorn with APP_HOST/APP_PORT/APP_WORKERS from the settings."""
+    """`aiinfra-api`: run uvicorn with the APP_HOST, APP_PORT, APP_WORKERS, ... settings."""
     import uvicorn
 
     cfg = get_settings()
@@ -364,4 +364,5 @@ def run() -> None:
         forwarded_allow_ips=cfg.forwarded_allow_ips,
         log_config=None,
         timeout_graceful_shutdown=cfg.graceful_timeout,
+        timeout_keep_alive=cfg.keepalive_timeout,
     )

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1)
     forwarded_allow_ips: str = "127.0.0.1"
     graceful_timeout: int = Field(default=20, ge=1)
+    # Idle keep-alive connections stay open this long. Above the proxy's own
+    # upstream keepalive_timeout, so nginx always closes an idle connection
+    # first: else it can send a request on a connection uvicorn is closing,
+    # and a POST (never retried) gets a 502.
+    keepalive_timeout: int = Field(default=75, ge=1)
 
     # --- behaviour ---------------------------------------------------------
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
