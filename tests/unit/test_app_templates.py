@@ -2,7 +2,8 @@
 
 Everything runs through ansible-playbook with the local connection; templates go
 to a temporary directory, and the refusal cases run the real role in check mode,
-failing in preflight before the control node builds anything or a host changes.
+failing in preflight before the control node builds anything or a host changes
+(one run, an app host per case, read back per host: tests/infra/playbook.py run_batch).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from infra.playbook import BatchRun, assert_passed, assert_stopped, run_batch
 from infra.playbook import run_playbook as _run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,60 +164,93 @@ def test_restart_helper_waits_for_ready(rendered: dict[str, dict[str, str]]) -> 
 
 # --- refusals: before anything is built or changed ---------------------------
 
+# Tasks of the role after its preflight: none may start for a refused host.
+LATER = (
+    "Control-node cache directories",
+    "Build the app wheel",
+    "Install Python venv and what the pip module needs",
+    "Environment file",
+)
+PASSED = "APP PREFLIGHT PASSED"
+# refused case (an app host of its own) -> its app variables, and what its message must say
+REFUSED: dict[str, tuple[dict[str, Any], str]] = {
+    **{
+        f"missing-{index}": ({k: v for k, v in SECRETS.items() if k != missing}, missing)
+        for index, missing in enumerate(["app_amqp_password", "app_api_keys"])
+    },
+    "short-secret": (
+        {**SECRETS, "app_redis_password": "short"},
+        "app_redis_password is missing or shorter than 16 characters",
+    ),
+    "no-such-version": ({**SECRETS, "app_version": "9.9.9"}, "app_version 9.9.9 does not exist"),
+}
 
-def _role_play(app_vars: dict[str, Any], tasks_from: str = "main") -> dict[str, Any]:
-    return {
-        "name": "App role",
-        "hosts": "a1",
-        "gather_facts": True,
-        "tasks": [
+
+def _refusal_run(tmp: Path, cases: dict[str, dict[str, Any]], good: dict[str, Any], *args: str) -> BatchRun:
+    """The real role on each case's host (its variables as host vars), and its preflight alone on `good`'s."""
+    inventory = _inventory()
+    app = inventory["all"]["children"]["app"]["hosts"]
+    for index, (host, app_vars) in enumerate({**cases, **good}.items()):
+        app[host] = {"platform_address": f"192.0.2.{111 + index}", **app_vars}
+    # The good play first: a play in which every host fails ends the playbook.
+    plays: list[dict[str, Any]] = []
+    if good:
+        plays.append(
             {
-                "name": "App",
-                "ansible.builtin.include_role": {"name": "aiinfra.platform.app", "tasks_from": tasks_from},
-                "vars": app_vars,
+                "name": "App preflight",
+                "hosts": ":".join(good),
+                "gather_facts": True,
+                "tasks": [
+                    {
+                        "name": "App",
+                        "ansible.builtin.include_role": {"name": "aiinfra.platform.app", "tasks_from": "preflight"},
+                    },
+                    {"name": "Preflight passed", "ansible.builtin.debug": {"msg": PASSED}},
+                ],
             }
-        ],
-    }
+        )
+    plays.append(
+        {
+            "name": "App role",
+            "hosts": ":".join(cases),
+            "gather_facts": True,
+            "tasks": [{"name": "App", "ansible.builtin.include_role": {"name": "aiinfra.platform.app"}}],
+        }
+    )
+    # the role's default cache dir is under $HOME: keep it in tmp
+    return run_batch(tmp, inventory, plays, *args, HOME=str(tmp))
 
 
-def _assert_refused(res: subprocess.CompletedProcess[str], *needles: str) -> None:
-    out = res.stdout + res.stderr
-    assert res.returncode != 0, out
-    for needle in needles:
-        assert needle in out, out
-    for later in (
-        "Control-node cache directories",
-        "Build the app wheel",
-        "Install Python venv and what the pip module needs",
-        "Environment file",
-    ):
-        assert f"app : {later}" not in out, f"{later!r} ran after preflight failed:\n{out}"
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory: pytest.TempPathFactory) -> BatchRun:
+    """One check-mode run: the real role for each refused case, the preflight alone for good input."""
+    cases = {host: app_vars for host, (app_vars, _) in REFUSED.items()}
+    return _refusal_run(tmp_path_factory.mktemp("app-refusals"), cases, {"good": SECRETS}, "--check")
 
 
 @pytest.mark.parametrize("missing", ["app_amqp_password", "app_api_keys"])
-def test_refuses_a_missing_secret(tmp_path: Path, missing: str) -> None:
-    app_vars = {k: v for k, v in SECRETS.items() if k != missing}
-    _assert_refused(run_playbook(tmp_path, [_role_play(app_vars)], "--check"), missing)
+def test_refuses_a_missing_secret(refusals: BatchRun, missing: str) -> None:
+    host = next(host for host, (_, needle) in REFUSED.items() if needle == missing)
+    assert_stopped(refusals, host, missing, later=LATER)
 
 
-def test_refuses_a_short_secret(tmp_path: Path) -> None:
-    res = run_playbook(tmp_path, [_role_play({**SECRETS, "app_redis_password": "short"})], "--check")
-    _assert_refused(res, "app_redis_password is missing or shorter than 16 characters")
+def test_refuses_a_short_secret(refusals: BatchRun) -> None:
+    assert_stopped(refusals, "short-secret", REFUSED["short-secret"][1], later=LATER)
 
 
-def test_refuses_a_version_that_does_not_exist(tmp_path: Path) -> None:
-    res = run_playbook(tmp_path, [_role_play({**SECRETS, "app_version": "9.9.9"})], "--check")
-    _assert_refused(res, "app_version 9.9.9 does not exist")
+def test_refuses_a_version_that_does_not_exist(refusals: BatchRun) -> None:
+    assert_stopped(refusals, "no-such-version", REFUSED["no-such-version"][1], later=LATER)
 
 
 def test_refuses_a_wheel_that_does_not_exist(tmp_path: Path) -> None:
-    res = run_playbook(
-        tmp_path, [_role_play({**SECRETS, "app_wheel": "/nonexistent/aiinfra_app-1.0-py3-none-any.whl"})]
+    """Not in check mode: a real run stops in preflight too (a run of its own)."""
+    wheel = {**SECRETS, "app_wheel": "/nonexistent/aiinfra_app-1.0-py3-none-any.whl"}
+    res = _refusal_run(tmp_path, {"no-such-wheel": wheel}, {})
+    assert_stopped(
+        res, "no-such-wheel", "app_wheel /nonexistent/aiinfra_app-1.0-py3-none-any.whl does not exist", later=LATER
     )
-    _assert_refused(res, "app_wheel /nonexistent/aiinfra_app-1.0-py3-none-any.whl does not exist")
 
 
-def test_preflight_accepts_good_input(tmp_path: Path) -> None:
+def test_preflight_accepts_good_input(refusals: BatchRun) -> None:
     """The refusals above are not an always-failing preflight."""
-    res = run_playbook(tmp_path, [_role_play(SECRETS, "preflight")], "--check")
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert_passed(refusals, "good", "Preflight passed", PASSED)

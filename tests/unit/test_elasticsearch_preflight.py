@@ -8,17 +8,14 @@ which host stopped with which message. Nothing can change here.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from infra.playbook import ansible_env
+from infra.playbook import BatchRun, assert_passed, assert_stopped, run_batch
 
-REPO = Path(__file__).resolve().parents[2]
 SECRETS = {
     "elasticsearch_admin_password": "admin-password-0123456789",
     "elasticsearch_elastic_password": "elastic-password-0123456789",
@@ -67,8 +64,8 @@ def _deb(tmp: Path, version: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """host -> {'failed': message or None, 'passed': bool, 'warnings': [debug messages]}."""
+def outcome(tmp_path_factory: pytest.TempPathFactory) -> BatchRun:
+    """The one run: a host per case, read back per host."""
     tmp = tmp_path_factory.mktemp("es-preflight")
     cases = dict(CASES)
     cases["deb-wrong-version"] = {
@@ -124,62 +121,34 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
             ],
         }
     ]
-    (tmp / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    (tmp / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
-    res = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(tmp / "hosts.yml"),
-            "--check",
-            str(tmp / "play.yml"),
-        ],
-        cwd=REPO,
-        env=ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    run = run_batch(tmp, inventory, play, "--check")
     for secret in SECRETS.values():
-        assert secret not in res.stdout + res.stderr, "a secret reached the output"
-    # The JSON document starts at the first line that is "{" (profile_tasks may print around it).
-    start = res.stdout.find("{\n")
-    assert start >= 0, res.stdout + res.stderr
-    report, _ = json.JSONDecoder().raw_decode(res.stdout[start:])
-    hosts: dict[str, dict[str, Any]] = {}
-    for play_result in report["plays"]:
-        for task in play_result["tasks"]:
-            for host, result in task["hosts"].items():
-                entry = hosts.setdefault(host, {"failed": None, "passed": False, "warnings": []})
-                if result.get("failed"):
-                    # a looped check reports its failed items' messages
-                    items = [str(r.get("msg", "")) for r in result.get("results", []) if r.get("failed")]
-                    entry["failed"] = " ".join(items) or str(result.get("msg", ""))
-                elif task["task"]["name"] == "Preflight passed":
-                    entry["passed"] = True
-                elif str(result.get("msg", "")).startswith("WARNING:"):
-                    entry["warnings"].append(str(result["msg"]))
-    for host, stats in report["stats"].items():
-        assert stats.get("changed", 0) == 0, f"{host} changed something in preflight"
-    return hosts
+        assert secret not in run.output, "a secret reached the output"
+    for host in run:
+        assert run[host].changed == 0, f"{host} changed something in preflight"
+    return run
 
 
-def _stopped(outcome: dict[str, dict[str, Any]], host: str, *needles: str) -> None:
-    entry = outcome[host]
-    assert not entry["passed"], f"{host} passed preflight"
-    assert entry["failed"], host
-    for needle in needles:
-        assert needle in entry["failed"], entry["failed"]
+def _warnings(run: BatchRun, host: str) -> list[str]:
+    """The warnings (debug messages) preflight gave host."""
+    return [
+        str(result["msg"])
+        for _, result in run[host].results
+        if not result.get("failed") and str(result.get("msg", "")).startswith("WARNING:")
+    ]
+
+
+def _stopped(outcome: BatchRun, host: str, *needles: str) -> None:
+    assert_stopped(outcome, host, *needles, later=["Preflight passed"])
 
 
 @pytest.mark.parametrize("host", ["good", "deb-good", "three-a", "three-b", "three-c"])
-def test_good_inputs_pass_without_warning(outcome: dict[str, dict[str, Any]], host: str) -> None:
-    assert outcome[host]["passed"], outcome[host]
-    assert outcome[host]["warnings"] == []
+def test_good_inputs_pass_without_warning(outcome: BatchRun, host: str) -> None:
+    assert_passed(outcome, host, "Preflight passed", PASSED)
+    assert _warnings(outcome, host) == []
 
 
-def test_heap_larger_than_the_host(outcome: dict[str, dict[str, Any]]) -> None:
+def test_heap_larger_than_the_host(outcome: BatchRun) -> None:
     _stopped(
         outcome,
         "heap-too-big",
@@ -188,40 +157,38 @@ def test_heap_larger_than_the_host(outcome: dict[str, dict[str, Any]]) -> None:
     )
 
 
-def test_host_smaller_than_the_heap_floor(outcome: dict[str, dict[str, Any]]) -> None:
+def test_host_smaller_than_the_heap_floor(outcome: BatchRun) -> None:
     _stopped(outcome, "host-too-small", "would be 512 MiB but the host has 400 MiB")
 
 
-def test_missing_password(outcome: dict[str, dict[str, Any]]) -> None:
+def test_missing_password(outcome: BatchRun) -> None:
     _stopped(outcome, "no-password", "elasticsearch_elastic_password")
 
 
-def test_short_password(outcome: dict[str, dict[str, Any]]) -> None:
+def test_short_password(outcome: BatchRun) -> None:
     _stopped(outcome, "short-password", "elasticsearch_app_password is missing, shorter than 16 characters")
 
 
-def test_host_in_the_group_without_an_address(outcome: dict[str, dict[str, Any]]) -> None:
+def test_host_in_the_group_without_an_address(outcome: BatchRun) -> None:
     for host in ("noaddr-a", "noaddr-b"):
         _stopped(outcome, host, "without an address: noaddr-b.", "platform_address")
 
 
-def test_wildcard_address(outcome: dict[str, dict[str, Any]]) -> None:
+def test_wildcard_address(outcome: BatchRun) -> None:
     _stopped(outcome, "wildcard-address", "elasticsearch_listen_address (0.0.0.0)", "platform_address")
 
 
-def test_version_that_is_not_8(outcome: dict[str, dict[str, Any]]) -> None:
+def test_version_that_is_not_8(outcome: BatchRun) -> None:
     _stopped(outcome, "bad-version", "elasticsearch_version (7.17.0)")
 
 
-def test_supplied_deb_missing_or_of_another_version(outcome: dict[str, dict[str, Any]]) -> None:
+def test_supplied_deb_missing_or_of_another_version(outcome: BatchRun) -> None:
     _stopped(outcome, "deb-missing", "elasticsearch_deb_file (/nonexistent/es.deb) is not a file on the control node")
     _stopped(outcome, "deb-wrong-version", '"elasticsearch 8.11.2", not elasticsearch 8.11.3')
 
 
 @pytest.mark.parametrize(("host", "masters"), [("two-a", 2), ("dn-a", 2)])
-def test_fewer_than_three_master_eligible_nodes_warn(
-    outcome: dict[str, dict[str, Any]], host: str, masters: int
-) -> None:
-    assert outcome[host]["passed"], outcome[host]
-    (warning,) = outcome[host]["warnings"]
+def test_fewer_than_three_master_eligible_nodes_warn(outcome: BatchRun, host: str, masters: int) -> None:
+    assert_passed(outcome, host, "Preflight passed", PASSED)
+    (warning,) = _warnings(outcome, host)
     assert f"has {masters} master-eligible node(s): it cannot survive the loss of one" in warning

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
-from infra.playbook import ansible_env
+from infra.playbook import ansible_env, shared_facts
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "firewall"
@@ -51,20 +51,19 @@ ALL_V4 = {"192.0.2.10", "192.0.2.11", "192.0.2.20", "192.0.2.30", "192.0.2.40"}
 Rules = dict[tuple[str, str], dict[str, set[str]]]  # (port, proto) -> family -> sources
 
 
-def _env() -> dict[str, str]:
-    return ansible_env()
-
-
 def _playbook(
     tmp_path: Path, inventory: dict[str, Any], playbook: Path, *args: str
 ) -> subprocess.CompletedProcess[str]:
     inv = tmp_path / "hosts.yml"
     inv.write_text(yaml.safe_dump(inventory))
     bindir = Path(sys.executable).parent
+    # Every host is this machine: where the first play gathers facts for all of them, they
+    # start with this machine's facts gathered once (tests/infra/playbook.py shared_facts).
+    facts = shared_facts(tmp_path, inventory, yaml.safe_load(playbook.read_text()), args)
     return subprocess.run(
         [str(bindir / "ansible-playbook"), "-i", str(inv), *args, str(playbook)],
         cwd=REPO,
-        env=_env(),
+        env=ansible_env(**facts),
         capture_output=True,
         text=True,
         timeout=300,

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
-from infra.playbook import failure_messages, recap_line, run_playbook
+from infra.playbook import BatchRun, assert_stopped, run_batch, run_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES = REPO / "roles"
@@ -370,25 +370,20 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
 
 
 @pytest.fixture(scope="module")
-def preflight(tmp_path_factory: pytest.TempPathFactory) -> str:
+def preflight(tmp_path_factory: pytest.TempPathFactory) -> BatchRun:
     """One check-mode run, one monitoring host per case (each fails on its own)."""
     tmp = tmp_path_factory.mktemp("preflight")
     hosts = {name: {"platform_address": "192.0.2.3", **SECRETS, **hostvars} for name, (hostvars, _) in BAD.items()}
     inventory = _inventory(**hosts)
     inventory["all"]["vars"].pop("internal_ca_dir")
-    res = run_playbook(tmp, inventory, PREFLIGHT, "--check", "--limit", "monitoring")
-    return res.stdout + res.stderr
+    return run_batch(tmp, inventory, PREFLIGHT, "--check", "--limit", "monitoring")
 
 
-def test_good_inputs_pass_preflight(preflight: str) -> None:
-    recap = recap_line(preflight, "mon-a")
-    assert "failed=0" in recap and "changed=0" in recap, preflight
+def test_good_inputs_pass_preflight(preflight: BatchRun) -> None:
+    good = preflight["mon-a"]
+    assert not good.failed and good.changed == 0, good
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_inputs_stop_in_preflight(preflight: str, case: str) -> None:
-    recap = recap_line(preflight, case)
-    assert "failed=1" in recap and "changed=0" in recap, preflight
-    messages = failure_messages(preflight, case)
-    for needle in BAD[case][1]:
-        assert needle in messages, preflight
+def test_bad_inputs_stop_in_preflight(preflight: BatchRun, case: str) -> None:
+    assert_stopped(preflight, case, *BAD[case][1])

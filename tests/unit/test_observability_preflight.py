@@ -1,27 +1,27 @@
 """Bad prometheus/alertmanager inputs stop in the roles' preflight entry points with a
 message naming the variable and the fix.
 
-Each case runs both preflights (`include_role ... tasks_from: preflight`) in check
-mode against this machine over the local connection, the way playbooks/preflight.yml
-calls role preflights: nothing can change here.
+One check-mode run of both preflights (`include_role ... tasks_from: preflight`)
+against this machine over the local connection, the way playbooks/preflight.yml calls
+role preflights: each case is a monitoring host of its own in the inventory and is
+read back per host (tests/infra/playbook.py run_batch). Nothing can change here.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from infra.playbook import ansible_env
+from infra.playbook import BatchRun, assert_passed, assert_stopped, run_batch
 
-REPO = Path(__file__).resolve().parents[2]
 GOOD: dict[str, Any] = {
     "platform_address": "127.0.0.2",
     "alertmanager_webhook_url": "https://hooks.example.com/alerts",
 }
+# The good case's own input: an extra job on a group without hosts.
+GOOD_EXTRA: dict[str, Any] = {"prometheus_extra_scrape_jobs": [{"job": "mq2", "group": "rabbitmq", "port": 1}]}
+PASSED = "OBSERVABILITY PREFLIGHT PASSED"
 PLAY = [
     {
         "name": "Observability preflight",
@@ -36,94 +36,63 @@ PLAY = [
                 "name": "Prometheus inputs",
                 "ansible.builtin.include_role": {"name": "aiinfra.platform.prometheus", "tasks_from": "preflight"},
             },
-            {"name": "Preflight passed", "ansible.builtin.debug": {"msg": "OBSERVABILITY PREFLIGHT PASSED"}},
+            {"name": "Preflight passed", "ansible.builtin.debug": {"msg": PASSED}},
         ],
     }
 ]
 
 
-def run_preflight(tmp_path: Path, hostvars: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+# case (its own monitoring host) -> host vars over GOOD, and the words its message must have
+BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "unknown-group": (
+        {"prometheus_extra_scrape_jobs": [{"job": "backups", "group": "backupz", "port": 9854}]},
+        ["prometheus_extra_scrape_jobs names group(s) backupz", "add the group to the inventory"],
+    ),
+    "duplicate-job": (
+        {"prometheus_extra_scrape_jobs": [{"job": "node", "group": "redis", "port": 9100}]},
+        ["Job names repeat", "prometheus_extra_scrape_jobs"],
+    ),
+    "timeout": (
+        {"prometheus_scrape_interval": "10s", "prometheus_scrape_timeout": "30s"},
+        ["prometheus_scrape_timeout (30s) is longer than prometheus_scrape_interval (10s)"],
+    ),
+    "alert-for-key": (
+        {"prometheus_alert_for": {"redis_gone": "1m"}},
+        ["prometheus_alert_for may only set", "redis_gone"],
+    ),
+    "prefix": ({"prometheus_route_prefix": "/prometheus"}, ["prometheus_route_prefix (/prometheus)"]),
+    "url-scheme": ({"alertmanager_webhook_url": "ftp://hooks.example.com/x"}, ["alertmanager_webhook_url (ftp://"]),
+    "url-host": ({"alertmanager_webhook_url": "https:///nohost"}, ["alertmanager_webhook_url (https:///nohost)"]),
+    "route": (
+        {"alertmanager_route": {"receiver": "pager"}},
+        ["alertmanager_route.receiver", "(pager) must be one of them (default)"],
+    ),
+    "wildcard": ({"platform_address": "0.0.0.0"}, ["alertmanager_listen_address (0.0.0.0)", "not a wildcard"]),
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> BatchRun:
+    """One check-mode run: a monitoring host per case, each fails on its own."""
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    monitoring = {"good": {**local, **GOOD, **GOOD_EXTRA}}
+    monitoring |= {case: {**local, **GOOD, **hostvars} for case, (hostvars, _) in BAD.items()}
     inventory = {
         "all": {
             "children": {
-                "monitoring": {"hosts": {"mon-a": {**local, **GOOD, **hostvars}}},
+                "monitoring": {"hosts": monitoring},
                 "redis": {"hosts": {"redis-a": {**local, "platform_address": "127.0.0.3"}}},
                 "rabbitmq": {"hosts": {}},
             }
         }
     }
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(PLAY, sort_keys=False))
-    bindir = str(Path(sys.executable).parent)
-    return subprocess.run(
-        [
-            f"{bindir}/ansible-playbook",
-            "-i",
-            str(tmp_path / "hosts.yml"),
-            "--limit",
-            "monitoring",
-            "--check",
-            str(tmp_path / "play.yml"),
-        ],
-        cwd=REPO,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_batch(tmp_path_factory.mktemp("observability"), inventory, PLAY, "--check", "--limit", "monitoring")
 
 
-def test_good_inputs_pass(tmp_path: Path) -> None:
-    res = run_preflight(tmp_path, {"prometheus_extra_scrape_jobs": [{"job": "mq2", "group": "rabbitmq", "port": 1}]})
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out
-    assert "OBSERVABILITY PREFLIGHT PASSED" in out
+def test_good_inputs_pass(run: BatchRun) -> None:
+    assert_passed(run, "good", "Preflight passed", PASSED)
 
 
-@pytest.mark.parametrize(
-    ("hostvars", "needles"),
-    [
-        (
-            {"prometheus_extra_scrape_jobs": [{"job": "backups", "group": "backupz", "port": 9854}]},
-            ["prometheus_extra_scrape_jobs names group(s) backupz", "add the group to the inventory"],
-        ),
-        (
-            {"prometheus_extra_scrape_jobs": [{"job": "node", "group": "redis", "port": 9100}]},
-            ["Job names repeat", "prometheus_extra_scrape_jobs"],
-        ),
-        (
-            {"prometheus_scrape_interval": "10s", "prometheus_scrape_timeout": "30s"},
-            ["prometheus_scrape_timeout (30s) is longer than prometheus_scrape_interval (10s)"],
-        ),
-        ({"prometheus_alert_for": {"redis_gone": "1m"}}, ["prometheus_alert_for may only set", "redis_gone"]),
-        ({"prometheus_route_prefix": "/prometheus"}, ["prometheus_route_prefix (/prometheus)"]),
-        ({"alertmanager_webhook_url": "ftp://hooks.example.com/x"}, ["alertmanager_webhook_url (ftp://"]),
-        ({"alertmanager_webhook_url": "https:///nohost"}, ["alertmanager_webhook_url (https:///nohost)"]),
-        (
-            {"alertmanager_route": {"receiver": "pager"}},
-            ["alertmanager_route.receiver", "(pager) must be one of them (default)"],
-        ),
-        ({"platform_address": "0.0.0.0"}, ["alertmanager_listen_address (0.0.0.0)", "not a wildcard"]),
-    ],
-    ids=[
-        "unknown-group",
-        "duplicate-job",
-        "timeout",
-        "alert-for-key",
-        "prefix",
-        "url-scheme",
-        "url-host",
-        "route",
-        "wildcard",
-    ],
-)
-def test_bad_inputs_stop_with_the_variable_named(tmp_path: Path, hostvars: dict[str, Any], needles: list[str]) -> None:
-    res = run_preflight(tmp_path, hostvars)
-    out = res.stdout + res.stderr
-    assert res.returncode != 0, out
-    for needle in needles:
-        assert needle in " ".join(out.split()), out
-    assert "OBSERVABILITY PREFLIGHT PASSED" not in out
-    assert "changed=0" in out, out
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_inputs_stop_with_the_variable_named(run: BatchRun, case: str) -> None:
+    assert_stopped(run, case, *BAD[case][1], later=["Preflight passed"])

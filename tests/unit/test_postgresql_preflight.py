@@ -7,17 +7,14 @@ A fake pg_lsclusters stands in for a host that already holds a cluster of anothe
 
 from __future__ import annotations
 
-import json
-import subprocess
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from infra.playbook import ansible_env
+from infra.playbook import BatchRun, assert_stopped, run_batch
 
-REPO = Path(__file__).resolve().parents[2]
 GOOD = "x" * 20
 BASE = {
     "ansible_connection": "local",
@@ -45,84 +42,40 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
 FIRST_TASK_AFTER_PREFLIGHT = "Is the PostgreSQL server installed"
 
 
-def run(tmp_path: Path, hosts: dict[str, dict[str, Any]], fake_cluster: str | None = None) -> dict[str, Any]:
-    inv = tmp_path / "hosts.yml"
-    inv.write_text(yaml.safe_dump({"all": {"vars": BASE, "children": {"postgres": {"hosts": hosts}}}}))
-    play = tmp_path / "play.yml"
-    play.write_text(
-        yaml.safe_dump([{"name": "Role", "hosts": "postgres", "roles": [{"role": "aiinfra.platform.postgresql"}]}])
-    )
-    env = ansible_env(
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-        ANSIBLE_CALLBACKS_ENABLED="ansible.posix.json",
-    )
+def run(tmp_path: Path, hosts: dict[str, dict[str, Any]], fake_cluster: str | None = None) -> BatchRun:
+    inventory = {"all": {"vars": BASE, "children": {"postgres": {"hosts": hosts}}}}
+    play = [{"name": "Role", "hosts": "postgres", "roles": [{"role": "aiinfra.platform.postgresql"}]}]
+    path = os.environ["PATH"]
     if fake_cluster is not None:
         bindir = tmp_path / "bin"
         bindir.mkdir()
         fake = bindir / "pg_lsclusters"
         fake.write_text(f"#!/bin/sh\necho '{fake_cluster}'\n")
         fake.chmod(0o755)
-        env["PATH"] = f"{bindir}:{env['PATH']}"
-    res = subprocess.run(
-        # Preflight and the install step only: nothing may talk to a server on this machine.
-        [
-            f"{Path(sys.executable).parent}/ansible-playbook",
-            "-i",
-            str(inv),
-            "--check",
-            "--skip-tags",
-            "postgresql_configure,postgresql_service",
-            str(play),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+        path = f"{bindir}:{path}"
+    # Preflight and the install step only: nothing may talk to a server on this machine.
+    return run_batch(
+        tmp_path, inventory, play, "--check", "--skip-tags", "postgresql_configure,postgresql_service", PATH=path
     )
-    try:
-        out: dict[str, Any] = json.loads(res.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"no JSON from ansible-playbook (rc {res.returncode}): {res.stdout[-2000:]} {res.stderr[-2000:]}")
-    return out
-
-
-def outcome(result: dict[str, Any], host: str) -> tuple[list[str], str]:
-    """Task names that ran for host, and the message of its failure ('' if none)."""
-    ran: list[str] = []
-    failure = ""
-    for play in result["plays"]:
-        for task in play["tasks"]:
-            host_result = task["hosts"].get(host)
-            if host_result is None or host_result.get("skipped"):
-                continue
-            ran.append(task["task"]["name"].split(" : ", 1)[-1])
-            if host_result.get("failed") and not failure:
-                failure = json.dumps(host_result)
-    return ran, failure
 
 
 @pytest.fixture(scope="module")
-def bad_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def bad_inputs(tmp_path_factory: pytest.TempPathFactory) -> BatchRun:
     hosts = {name: overrides for name, (overrides, _) in CASES.items()}
     hosts["good"] = {}
     return run(tmp_path_factory.mktemp("bad"), hosts)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input_stops_in_preflight(bad_inputs: dict[str, Any], case: str) -> None:
-    ran, failure = outcome(bad_inputs, case)
-    assert CASES[case][1] in failure, failure
-    assert FIRST_TASK_AFTER_PREFLIGHT not in ran, ran
-    assert bad_inputs["stats"][case]["changed"] == 0
+def test_bad_input_stops_in_preflight(bad_inputs: BatchRun, case: str) -> None:
+    assert_stopped(bad_inputs, case, CASES[case][1], later=[FIRST_TASK_AFTER_PREFLIGHT])
 
 
-def test_good_input_gets_past_preflight(bad_inputs: dict[str, Any]) -> None:
+def test_good_input_gets_past_preflight(bad_inputs: BatchRun) -> None:
     """The control case: the same run lets a good host through to the install step."""
-    ran, failure = outcome(bad_inputs, "good")
-    assert failure == ""
-    assert FIRST_TASK_AFTER_PREFLIGHT in ran
+    good = bad_inputs["good"]
+    assert not good.failed, good
+    assert good.ran_task(FIRST_TASK_AFTER_PREFLIGHT), good
 
 
 def test_a_cluster_of_another_version_stops_with_the_upgrade_path(tmp_path: Path) -> None:
@@ -132,8 +85,11 @@ def test_a_cluster_of_another_version_stops_with_the_upgrade_path(tmp_path: Path
         {"holder": {}},
         fake_cluster="13 main 5432 online postgres /var/lib/postgresql/13/main /var/log/postgresql/x.log",
     )
-    ran, failure = outcome(result, "holder")
-    assert "holds PostgreSQL 13" in failure, failure
-    assert "pg_upgradecluster -m upgrade 13 main" in failure
-    assert "will not create an empty" in failure
-    assert FIRST_TASK_AFTER_PREFLIGHT not in ran
+    assert_stopped(
+        result,
+        "holder",
+        "holds PostgreSQL 13",
+        "pg_upgradecluster -m upgrade 13 main",
+        "will not create an empty",
+        later=[FIRST_TASK_AFTER_PREFLIGHT],
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from infra.playbook import BatchRun, assert_stopped, run_batch
 from infra.playbook import run_playbook as _run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,24 +156,35 @@ def test_http2_syntax_follows_the_nginx_version(rendered: dict[str, str]) -> Non
     assert "listen 192.0.2.10:443 ssl http2;" in rendered["bookworm"] and "http2 on;" not in rendered["bookworm"]
 
 
-@pytest.mark.parametrize(
-    ("drain", "needle"),
-    [(["a1", "a2"], "leave at least one in rotation"), (["nope"], "unknown: nope")],
-)
-def test_preflight_refuses_a_bad_drain_list(tmp_path: Path, drain: list[str], needle: str) -> None:
+DRAINS = [(["a1", "a2"], "leave at least one in rotation"), (["nope"], "unknown: nope")]
+
+
+@pytest.fixture(scope="module")
+def drain_preflight(tmp_path_factory: pytest.TempPathFactory) -> BatchRun:
+    """One check-mode run of the preflight: a proxy host per bad drain list."""
+    tmp = tmp_path_factory.mktemp("proxy-preflight")
+    inventory = _inventory()
+    proxies = inventory["all"]["children"]["proxy"]["hosts"]
+    for index, (drain, _) in enumerate(DRAINS):
+        proxies[f"drain-{index}"] = {
+            "platform_address": f"192.0.2.{20 + index}",
+            "proxy_app_drain": drain,
+            "proxy_tls_source": "selfsigned",
+        }
     play = {
         "name": "Proxy preflight",
-        "hosts": "px",
+        "hosts": ":".join(f"drain-{index}" for index in range(len(DRAINS))),
         "gather_facts": True,
         "tasks": [
             {
                 "name": "Preflight",
                 "ansible.builtin.include_role": {"name": "aiinfra.platform.proxy", "tasks_from": "preflight"},
-                "vars": {"proxy_app_drain": drain, "proxy_tls_source": "selfsigned"},
             }
         ],
     }
-    res = run_playbook(tmp_path, [play], "--check")
-    out = res.stdout + res.stderr
-    assert res.returncode != 0, out
-    assert "proxy_app_drain" in out and needle in out, out
+    return run_batch(tmp, inventory, [play], "--check")
+
+
+@pytest.mark.parametrize(("drain", "needle"), DRAINS)
+def test_preflight_refuses_a_bad_drain_list(drain_preflight: BatchRun, drain: list[str], needle: str) -> None:
+    assert_stopped(drain_preflight, f"drain-{DRAINS.index((drain, needle))}", "proxy_app_drain", needle)

@@ -1,22 +1,20 @@
 """Bad rabbitmq inputs stop in the role's preflight entry point with a message naming the fix.
 
-Each case runs `include_role: aiinfra.platform.rabbitmq, tasks_from: preflight`
-in check mode against this machine over the local connection, the way
-playbooks/preflight.yml calls role preflights: nothing can change here.
+One check-mode run of `include_role: aiinfra.platform.rabbitmq, tasks_from: preflight`
+against this machine over the local connection, the way playbooks/preflight.yml calls
+role preflights: each case is a host of its own in the inventory and is read back per
+host (tests/infra/playbook.py run_batch). Nothing can change here.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from infra.playbook import ansible_env
+from infra.playbook import BatchRun, assert_passed, run_batch
+from infra.playbook import assert_stopped as stopped
 
-REPO = Path(__file__).resolve().parents[2]
 GOOD: dict[str, Any] = {
     "rabbitmq_erlang_cookie": "c" * 24 + "Cookie",
     "rabbitmq_admin_password": "a" * 16 + "-admin",
@@ -25,6 +23,7 @@ GOOD: dict[str, Any] = {
     "rabbitmq_listen_address": "127.0.0.2",
 }
 SECRETS = ("rabbitmq_erlang_cookie", "rabbitmq_admin_password", "rabbitmq_app_password", "rabbitmq_monitoring_password")
+PASSED = "RABBITMQ PREFLIGHT PASSED"
 PLAY = [
     {
         "name": "RabbitMQ preflight",
@@ -35,107 +34,95 @@ PLAY = [
                 "name": "RabbitMQ inputs",
                 "ansible.builtin.include_role": {"name": "aiinfra.platform.rabbitmq", "tasks_from": "preflight"},
             },
-            {"name": "Preflight passed", "ansible.builtin.debug": {"msg": "RABBITMQ PREFLIGHT PASSED"}},
+            {"name": "Preflight passed", "ansible.builtin.debug": {"msg": PASSED}},
         ],
     }
 ]
-
-
-def run_preflight(tmp_path: Path, hostvars: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    inventory = {
-        "all": {
-            "children": {
-                "rabbitmq": {
-                    "hosts": {
-                        "mq-a": {
-                            "ansible_connection": "local",
-                            "ansible_python_interpreter": sys.executable,
-                            **hostvars,
-                        }
-                    }
-                }
-            }
-        }
+USERS = [
+    {
+        "name": "reporting",
+        "password": "r" * 20,
+        "permissions": [{"vhost": "/reports", "configure_priv": "^$", "write_priv": "^$", "read_priv": ".*"}],
     }
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(PLAY, sort_keys=False))
-    bindir = str(Path(sys.executable).parent)
-    return subprocess.run(
-        [f"{bindir}/ansible-playbook", "-i", str(tmp_path / "hosts.yml"), "--check", str(tmp_path / "play.yml")],
-        cwd=REPO,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+]
+# host (one per case) -> its host vars
+CASES: dict[str, dict[str, Any]] = {
+    "good": GOOD,
+    **{f"missing-{index}": {k: v for k, v in GOOD.items() if k != name} for index, name in enumerate(SECRETS)},
+    "short-password": {**GOOD, "rabbitmq_app_password": "too-short"},
+    "cookie": {**GOOD, "rabbitmq_erlang_cookie": "a cookie with spaces in it"},
+    "user-vhost": {**GOOD, "rabbitmq_users": USERS},
+    "policy-key": {
+        **GOOD,
+        "rabbitmq_policies": [
+            {"vhost": "/app", "name": "ha", "pattern": ".*", "definition": {"ha-mode": "all", "message-ttl": 1000}}
+        ],
+    },
+    "overflow": {
+        **GOOD,
+        "rabbitmq_policies": [
+            {"vhost": "/app", "name": "tasks", "pattern": ".*", "definition": {"overflow": "drop-tail"}}
+        ],
+    },
+    "policy-vhost": {
+        **GOOD,
+        "rabbitmq_policies": [
+            {"vhost": "/nowhere", "name": "ttl", "pattern": ".*", "definition": {"message-ttl": 1000}}
+        ],
+    },
+    "wildcard": {**GOOD, "rabbitmq_listen_address": "0.0.0.0"},
+}
 
 
-def assert_stopped(res: subprocess.CompletedProcess[str], *needles: str) -> None:
-    out = res.stdout + res.stderr
-    assert res.returncode != 0, out
-    for needle in needles:
-        assert needle in out, out
-    assert "RABBITMQ PREFLIGHT PASSED" not in out
-    assert "changed=0" in out, out
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> BatchRun:
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    hosts = {name: {**local, **hostvars} for name, hostvars in CASES.items()}
+    inventory = {"all": {"children": {"rabbitmq": {"hosts": hosts}}}}
+    return run_batch(tmp_path_factory.mktemp("rabbitmq-preflight"), inventory, PLAY, "--check")
+
+
+def assert_stopped(run: BatchRun, host: str, *needles: str) -> None:
+    stopped(run, host, *needles, later=["Preflight passed"])
     for name in SECRETS:
-        assert str(GOOD[name]) not in out, f"{name} reached the output"
+        assert str(GOOD[name]) not in run.output, f"{name} reached the output"
 
 
-def test_good_inputs_pass(tmp_path: Path) -> None:
-    res = run_preflight(tmp_path, GOOD)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "RABBITMQ PREFLIGHT PASSED" in res.stdout
+def test_good_inputs_pass(run: BatchRun) -> None:
+    assert_passed(run, "good", "Preflight passed", PASSED)
 
 
 @pytest.mark.parametrize("name", SECRETS)
-def test_missing_secret(tmp_path: Path, name: str) -> None:
-    hostvars = {k: v for k, v in GOOD.items() if k != name}
-    assert_stopped(run_preflight(tmp_path, hostvars), name)
+def test_missing_secret(run: BatchRun, name: str) -> None:
+    assert_stopped(run, f"missing-{SECRETS.index(name)}", name)
 
 
-def test_short_password(tmp_path: Path) -> None:
-    res = run_preflight(tmp_path, {**GOOD, "rabbitmq_app_password": "too-short"})
-    assert_stopped(res, "rabbitmq_app_password is missing or shorter than 16 characters")
-    assert "too-short" not in res.stdout + res.stderr
+def test_short_password(run: BatchRun) -> None:
+    assert_stopped(run, "short-password", "rabbitmq_app_password is missing or shorter than 16 characters")
+    assert "too-short" not in run.output
 
 
-def test_cookie_that_is_not_one_word(tmp_path: Path) -> None:
-    res = run_preflight(tmp_path, {**GOOD, "rabbitmq_erlang_cookie": "a cookie with spaces in it"})
-    assert_stopped(res, "rabbitmq_erlang_cookie must be 16 to 255 characters")
-    assert "a cookie with spaces" not in res.stdout + res.stderr
+def test_cookie_that_is_not_one_word(run: BatchRun) -> None:
+    assert_stopped(run, "cookie", "rabbitmq_erlang_cookie must be 16 to 255 characters")
+    assert "a cookie with spaces" not in run.output
 
 
-def test_permission_on_an_undeclared_vhost(tmp_path: Path) -> None:
-    users = [
-        {
-            "name": "reporting",
-            "password": "r" * 20,
-            "permissions": [{"vhost": "/reports", "configure_priv": "^$", "write_priv": "^$", "read_priv": ".*"}],
-        }
-    ]
-    res = run_preflight(tmp_path, {**GOOD, "rabbitmq_users": users})
-    assert_stopped(res, "rabbitmq_users entry 'reporting'", "undeclared: /reports", "rabbitmq_vhosts")
-    assert "r" * 20 not in res.stdout + res.stderr
+def test_permission_on_an_undeclared_vhost(run: BatchRun) -> None:
+    assert_stopped(run, "user-vhost", "rabbitmq_users entry 'reporting'", "undeclared: /reports", "rabbitmq_vhosts")
+    assert "r" * 20 not in run.output
 
 
-def test_unknown_policy_key(tmp_path: Path) -> None:
-    policies = [{"vhost": "/app", "name": "ha", "pattern": ".*", "definition": {"ha-mode": "all", "message-ttl": 1000}}]
-    res = run_preflight(tmp_path, {**GOOD, "rabbitmq_policies": policies})
-    assert_stopped(res, "rabbitmq_policies entry 'ha' (/app): unknown key(s) ha-mode", "quorum queues")
+def test_unknown_policy_key(run: BatchRun) -> None:
+    assert_stopped(run, "policy-key", "rabbitmq_policies entry 'ha' (/app): unknown key(s) ha-mode", "quorum queues")
 
 
-def test_bad_overflow_value(tmp_path: Path) -> None:
-    policies = [{"vhost": "/app", "name": "tasks", "pattern": ".*", "definition": {"overflow": "drop-tail"}}]
-    assert_stopped(run_preflight(tmp_path, {**GOOD, "rabbitmq_policies": policies}), "overflow must be one of")
+def test_bad_overflow_value(run: BatchRun) -> None:
+    assert_stopped(run, "overflow", "overflow must be one of")
 
 
-def test_policy_on_an_undeclared_vhost(tmp_path: Path) -> None:
-    policies = [{"vhost": "/nowhere", "name": "ttl", "pattern": ".*", "definition": {"message-ttl": 1000}}]
-    res = run_preflight(tmp_path, {**GOOD, "rabbitmq_policies": policies})
-    assert_stopped(res, "rabbitmq_policies entry 'ttl' uses vhost '/nowhere'")
+def test_policy_on_an_undeclared_vhost(run: BatchRun) -> None:
+    assert_stopped(run, "policy-vhost", "rabbitmq_policies entry 'ttl' uses vhost '/nowhere'")
 
 
-def test_wildcard_listen_address(tmp_path: Path) -> None:
-    res = run_preflight(tmp_path, {**GOOD, "rabbitmq_listen_address": "0.0.0.0"})
-    assert_stopped(res, "rabbitmq_listen_address")
+def test_wildcard_listen_address(run: BatchRun) -> None:
+    assert_stopped(run, "wildcard", "rabbitmq_listen_address")
