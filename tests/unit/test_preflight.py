@@ -91,20 +91,23 @@ def test_host_without_a_usable_address(tmp_path: Path) -> None:
     )
 
 
+# The app role's required secrets. No monitoring group in these inventories:
+# without platform_grafana_stack_enabled false the log shipper would stop first (no Loki).
+APP_VARS = {
+    "app_database_password": "database-password-0123",
+    "app_redis_password": "redis-password-0123",
+    "app_amqp_password": "amqp-password-0123",
+    "app_api_keys": ["api-key-0123456789"],
+    "platform_grafana_stack_enabled": False,
+}
+
+
 def test_app_without_a_postgres_host(tmp_path: Path) -> None:
-    app_vars = {
-        "app_database_password": "database-password-0123",
-        "app_redis_password": "redis-password-0123",
-        "app_amqp_password": "amqp-password-0123",
-        "app_api_keys": ["api-key-0123456789"],
-        # No monitoring group here: the log shipper would stop first (no Loki).
-        "platform_grafana_stack_enabled": False,
-    }
     res = run_site(
         tmp_path,
         {
             "all": {
-                "vars": {**GOOD_VARS, **app_vars},
+                "vars": {**GOOD_VARS, **APP_VARS},
                 "children": {"app": {"hosts": {"app-a": {}}}, "redis": {}, "rabbitmq": {}},
             }
         },
@@ -114,21 +117,12 @@ def test_app_without_a_postgres_host(tmp_path: Path) -> None:
 
 def test_proxy_keepalive_not_below_the_apps(tmp_path: Path) -> None:
     """nginx must close an idle upstream connection before uvicorn does (else a POST can get a 502)."""
-    app_vars = {
-        "app_database_host": "127.0.0.1",
-        "app_redis_host": "127.0.0.1",
-        "app_amqp_host": "127.0.0.1",
-        "app_database_password": "database-password-0123",
-        "app_redis_password": "redis-password-0123",
-        "app_amqp_password": "amqp-password-0123",
-        "app_api_keys": ["api-key-0123456789"],
-        "platform_grafana_stack_enabled": False,
-    }
+    services = {f"app_{name}_host": "127.0.0.1" for name in ("database", "redis", "amqp")}
     res = run_site(
         tmp_path,
         {
             "all": {
-                "vars": {**GOOD_VARS, **app_vars},
+                "vars": {**GOOD_VARS, **APP_VARS, **services},
                 "children": {
                     "app": {"hosts": {"app-a": {"app_keepalive_timeout": 30}, "app-b": {}}},
                     "proxy": {"hosts": {"proxy-a": {"proxy_tls_source": "selfsigned"}}},
