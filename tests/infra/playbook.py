@@ -322,6 +322,11 @@ def shared_facts(
     return _cache_env(tmp / "facts")
 
 
+def local_hosts(cases: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One inventory host per test case, on this machine (local connection), with the case's variables."""
+    return {name: {**_LOCAL, **hostvars} for name, hostvars in cases.items()}
+
+
 def run_batch(
     tmp: Path, inventory: dict[str, Any], plays: list[dict[str, Any]], *args: str, timeout: float = 600, **env: str
 ) -> BatchRun:

@@ -9,11 +9,10 @@ read back per host (tests/infra/playbook.py run_batch). Nothing can change here.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytest
-from infra.playbook import BatchRun, assert_passed, assert_stopped, run_batch
+from infra.playbook import BatchRun, assert_passed, assert_stopped, local_hosts, run_batch
 
 GOOD: dict[str, Any] = {
     "platform_address": "127.0.0.2",
@@ -74,14 +73,12 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> BatchRun:
     """One check-mode run: a monitoring host per case, each fails on its own."""
-    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-    monitoring = {"good": {**local, **GOOD, **GOOD_EXTRA}}
-    monitoring |= {case: {**local, **GOOD, **hostvars} for case, (hostvars, _) in BAD.items()}
+    monitoring = local_hosts({"good": {**GOOD, **GOOD_EXTRA}} | {case: {**GOOD, **hv} for case, (hv, _) in BAD.items()})
     inventory = {
         "all": {
             "children": {
                 "monitoring": {"hosts": monitoring},
-                "redis": {"hosts": {"redis-a": {**local, "platform_address": "127.0.0.3"}}},
+                "redis": {"hosts": local_hosts({"redis-a": {"platform_address": "127.0.0.3"}})},
                 "rabbitmq": {"hosts": {}},
             }
         }

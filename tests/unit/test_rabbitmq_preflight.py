@@ -8,11 +8,10 @@ host (tests/infra/playbook.py run_batch). Nothing can change here.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytest
-from infra.playbook import BatchRun, assert_passed, run_batch
+from infra.playbook import BatchRun, assert_passed, local_hosts, run_batch
 from infra.playbook import assert_stopped as stopped
 
 GOOD: dict[str, Any] = {
@@ -76,9 +75,7 @@ CASES: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> BatchRun:
-    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-    hosts = {name: {**local, **hostvars} for name, hostvars in CASES.items()}
-    inventory = {"all": {"children": {"rabbitmq": {"hosts": hosts}}}}
+    inventory = {"all": {"children": {"rabbitmq": {"hosts": local_hosts(CASES)}}}}
     return run_batch(tmp_path_factory.mktemp("rabbitmq-preflight"), inventory, PLAY, "--check")
 
 

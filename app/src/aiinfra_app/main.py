@@ -351,7 +351,11 @@ app = create_app()
 
 
 def run() -> None:
-    """`aiinfra-api`: run uvicorn with the APP_HOST, APP_PORT, APP_WORKERS, ... settings."""
+    """`aiinfra-api`: run uvicorn with the server settings.
+
+    APP_HOST, APP_PORT, APP_WORKERS, APP_FORWARDED_ALLOW_IPS, APP_GRACEFUL_TIMEOUT and
+    APP_KEEPALIVE_TIMEOUT.
+    """
     import uvicorn
 
     cfg = get_settings()
