@@ -76,7 +76,10 @@ Port: $APT_PROXY_PORT
 BindAddress: 127.0.0.1 $gw
 ExThreshold: 30
 CONF
-  printf 'Acquire::http::Proxy "http://%s:%s";\n' "$gw" "$APT_PROXY_PORT" >"$LAB_STATE_ROOT/apt-proxy.conf"
+  # Retries: a mirror (or the cache fetching from it) can answer one request
+  # with a 503 while several hosts download at once.
+  printf 'Acquire::http::Proxy "http://%s:%s";\nAcquire::Retries "5";\n' \
+    "$gw" "$APT_PROXY_PORT" >"$LAB_STATE_ROOT/apt-proxy.conf"
   if ! curl -fsS -o /dev/null "http://$gw:$APT_PROXY_PORT/acng-report.html" 2>/dev/null; then
     pkill -f "apt-cacher-ng -c $conf" 2>/dev/null || true
     /usr/sbin/apt-cacher-ng -c "$conf" ForeGround=0 PidFile="$LAB_STATE_ROOT/acng.pid"
