@@ -104,6 +104,18 @@ ensure_venv() {
   echo "$want" >"$stamp"
 }
 
+# The lab's playbook runs use Mitogen's strategy: one Python per host, kept
+# over the SSH connection, instead of a module upload and an interpreter start
+# per task (tests/bench/mitogen.py measures it). Molecule keeps the stock one:
+# its docker connection gains nothing and its async destroy hangs under Mitogen.
+# LAB_MITOGEN=0 runs the lab with the stock strategy.
+use_mitogen() {
+  [ "${LAB_MITOGEN:-1}" = 1 ] || return 0
+  ANSIBLE_STRATEGY_PLUGINS=$("$VENV/bin/python" -c \
+    'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))')/plugins/strategy
+  export ANSIBLE_STRATEGY_PLUGINS ANSIBLE_STRATEGY=mitogen_linear
+}
+
 # Everything the lab and the tests need on the control node.
 bootstrap() {
   require_root "$@"

@@ -13,12 +13,15 @@
    cannot skip `apt-get update` either (the images' lists are stale; the roles refresh them);
 5. ratios: first converge / floor (goal <= 1.5), re-run / first converge (goal <= 0.2);
 6. control-node memory: max RSS of child processes per step, and machine-wide used memory
-   (MemTotal - MemAvailable, sampled each second) during the converges.
+   (MemTotal - MemAvailable, sampled each second) during the converges;
+7. with --compare-stock: one more idempotent re-run with Ansible's stock strategy instead of
+   Mitogen's (scripts/lab uses Mitogen unless LAB_MITOGEN=0), and the ratio of the two re-runs.
 
 Destroys and recreates the lab: run it when nobody else uses it.
     .venv/bin/python tests/bench/converge.py               # everything
     .venv/bin/python tests/bench/converge.py --skip-down   # on the running lab: no step 1, step 2 re-converges
     .venv/bin/python tests/bench/converge.py --floor-only [--hosts pg1,redis1]   # step 4 on the running lab
+    .venv/bin/python tests/bench/converge.py --skip-down --compare-stock         # Mitogen against stock
 Full ansible-playbook output goes to .cache/bench/converge/ (git-ignored).
 """
 
@@ -50,8 +53,9 @@ LAB_STATE_ROOT = os.environ.get("LAB_STATE_ROOT") or "/var/lib/aiinfra-lab"
 LAB_IMAGE_PREFIX = os.environ.get("LAB_IMAGE_PREFIX") or "aiinfra-lab/debian"
 BENCH_LABEL = "aiinfra.lab=bench"
 BENCH_PREFIX = "aiinfra-bench-"
-# As scripts/lab (scripts/lib.sh bootstrap) runs ansible-playbook.
-LAB_ENV = {
+# As scripts/lab (scripts/lib.sh bootstrap) runs ansible-playbook: without, then with Mitogen's
+# strategy (scripts/lib.sh use_mitogen).
+STOCK_ENV = {
     **os.environ,
     "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
     "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
@@ -59,6 +63,14 @@ LAB_ENV = {
     "LAB_IMAGE_PREFIX": LAB_IMAGE_PREFIX,
     "ANSIBLE_FORCE_COLOR": "0",
 }
+for _var in ("ANSIBLE_STRATEGY", "ANSIBLE_STRATEGY_PLUGINS"):
+    STOCK_ENV.pop(_var, None)
+LAB_ENV = dict(STOCK_ENV)
+if os.environ.get("LAB_MITOGEN", "1") == "1":
+    import ansible_mitogen
+
+    LAB_ENV["ANSIBLE_STRATEGY_PLUGINS"] = str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")
+    LAB_ENV["ANSIBLE_STRATEGY"] = "mitogen_linear"
 PROFILE_ENV = {
     "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks,ansible.posix.profile_roles",
     "PROFILE_ROLES_SUMMARY_ONLY": "true",
@@ -203,14 +215,14 @@ def parse_recap(output: str) -> dict[str, dict[str, int]]:
     return recap
 
 
-def converge(label: str, log: str, timeout: float) -> Playbook:
+def converge(label: str, log: str, timeout: float, env: dict[str, str] = LAB_ENV) -> Playbook:
     print(f"[{time.strftime('%H:%M:%S')}] {label} ...", flush=True)
     memory = MemorySampler()
     with memory.running():
         res = run(
             [str(REPO / ".venv" / "bin" / "ansible-playbook"), "playbooks/site.yml"],
             timeout,
-            env={**LAB_ENV, **PROFILE_ENV},
+            env={**env, **PROFILE_ENV},
             log=LOGS / log,
         )
     book = Playbook(label, res, memory, parse_roles(res.output), parse_recap(res.output))
@@ -395,6 +407,7 @@ def main() -> None:
     parser.add_argument("--hosts", help="with --floor-only: comma-separated lab hosts (default: all)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per converge (default 3600, max 7200)")
     parser.add_argument("--top", type=int, default=15, help="roles shown in the profile (default 15)")
+    parser.add_argument("--compare-stock", action="store_true", help="one more re-run with the stock strategy (step 7)")
     args = parser.parse_args()
     timeout = max(60.0, min(args.timeout, 7200.0))
     all_hosts = group("all")
@@ -429,6 +442,11 @@ def main() -> None:
     )
     first = converge(first_label, "converge-1.log", timeout)
     rerun = converge("idempotent re-run", "converge-2.log", timeout)
+    stock = (
+        converge("idempotent re-run, stock strategy", "converge-stock.log", timeout, env=STOCK_ENV)
+        if args.compare_stock
+        else None
+    )
     floor_wall, floor_rows = floor(all_hosts, 1800)
 
     print()
@@ -443,6 +461,8 @@ def main() -> None:
     print_playbook(first, args.top)
     print_playbook(rerun, 10)
     print(f"re-run PLAY RECAP: total changed = {rerun.total('changed')} (goal 0)")
+    if stock:
+        print_playbook(stock, 10)
     print_floor(floor_wall, floor_rows)
     maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     complete = not any(r.error for r in floor_rows)
@@ -465,6 +485,13 @@ def main() -> None:
         ("used memory peak", f"{max(first.memory.peak, rerun.memory.peak):.0f} MiB",
          f"machine-wide, {first.memory.baseline:.0f} MiB before the converge"),
     ]  # fmt: skip
+    strategy = LAB_ENV.get("ANSIBLE_STRATEGY", "linear (stock)")
+    table.insert(0, ("strategy", strategy, "LAB_MITOGEN=0: the stock one"))
+    if stock:
+        table += [
+            ("re-run, stock strategy", f"{stock.result.seconds:.1f} s", f"changed={stock.total('changed')}"),
+            ("re-run / stock re-run", f"{rerun.result.seconds / stock.result.seconds:.2f}", strategy),
+        ]
     for name, value, note in table:
         print(f"  {name:<28}{value:>12}  {note}")
     print(f"logs: {LOGS}")
