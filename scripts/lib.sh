@@ -104,12 +104,10 @@ ensure_venv() {
   echo "$want" >"$stamp"
 }
 
-# The lab's playbook runs use Mitogen's strategy: one Python per host, kept
-# over the SSH connection, instead of a module upload and an interpreter start
-# per task (`tests/bench/converge.py --compare-stock` measures it). Molecule
-# keeps the stock one: Mitogen takes over connections named `docker`, not
-# Molecule's community.docker.docker, and Molecule's async destroy hung under
-# it. LAB_MITOGEN=0 runs the lab with the stock strategy.
+# The lab's and Molecule's playbook runs use Mitogen's strategy: one Python
+# per host, kept over the SSH or docker connection, instead of a module upload
+# and an interpreter start per task (`tests/bench/converge.py --compare-stock`
+# measures it). LAB_MITOGEN=0 runs both with the stock strategy.
 use_mitogen() {
   [ "${LAB_MITOGEN:-1}" = 1 ] || return 0
   ANSIBLE_STRATEGY_PLUGINS=$("$VENV/bin/python" -c \
