@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.converge import LAB_ENV, REPO, STOCK_ENV
 
 LOGS = REPO / ".cache" / "bench" / "molecule"
-ANNOUNCE = re.compile(r"\[(?P<scenario>[\w-]+) > (?P<step>\w+)\] Executing$")
+ANNOUNCE = re.compile(r"\[[\w-]+ > (?P<step>\w+)\] Executing$")
 
 
 @dataclass
@@ -41,7 +43,8 @@ class Run:
 
 
 def molecule_test(scenario: str, label: str, env: dict[str, str], timeout: float) -> Run:
-    """One `molecule test`, its output stamped line by line as it arrives."""
+    """One `molecule test`, its output stamped line by line as it arrives. After timeout seconds
+    its whole process group is killed, even when it prints nothing (a hung step)."""
     log = LOGS / f"{scenario}-{label}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     marks: list[tuple[str, float]] = []
@@ -54,7 +57,10 @@ def molecule_test(scenario: str, label: str, env: dict[str, str], timeout: float
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,
         )
+        watchdog = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
+        watchdog.start()
         assert proc.stdout is not None
         for line in proc.stdout:
             out.write(line)
@@ -62,9 +68,8 @@ def molecule_test(scenario: str, label: str, env: dict[str, str], timeout: float
             if match:
                 marks.append((match["step"], time.monotonic()))
                 print(f"  {label:7} {match['step']:12} starts at {marks[-1][1] - start:7.1f} s", flush=True)
-            if time.monotonic() - start > timeout:
-                proc.kill()
         _, status, usage = os.wait4(proc.pid, 0)
+        watchdog.cancel()
     end = time.monotonic()
     edges = [*marks, ("end", end)]
     steps = [(step, edges[i + 1][1] - at) for i, (step, at) in enumerate(marks)]
@@ -93,7 +98,7 @@ def main() -> None:
     stock, mitogen = runs["stock"], runs["mitogen"]
     print(f"\n{'step':12} {'stock s':>9} {'mitogen s':>10} {'ratio':>6}")
     for (step, a), (_, b) in zip(stock.steps, mitogen.steps, strict=True):
-        print(f"{step:12} {a:9.1f} {b:10.1f} {b / a:6.2f}")
+        print(f"{step:12} {a:9.1f} {b:10.1f} {b / a if a else float('nan'):6.2f}")
     print(f"{'all':12} {stock.seconds:9.1f} {mitogen.seconds:10.1f} {mitogen.seconds / stock.seconds:6.2f}")
     print(
         "control node max RSS (largest process of the run): "
