@@ -27,10 +27,13 @@ require_disk() {
 
 # Control-node packages from Debian, installed only when missing. prometheus
 # is there for promtool (the alert rules' unit tests), chromium for the
-# platform's browser check: installs never start services (policy-rc.d), so no
-# Prometheus server runs on the control node.
+# platform's browser check, nftables for `nft -c` on the rendered firewall
+# rules (in a network namespace of their own): installs never start services
+# (policy-rc.d), so no Prometheus server runs and no ruleset is loaded on the
+# control node.
 ensure_packages() {
-  local want=(docker.io debootstrap apt-cacher-ng python3-venv openssh-client git curl prometheus chromium) missing=()
+  local want=(docker.io debootstrap apt-cacher-ng python3-venv openssh-client git curl prometheus chromium
+    nftables) missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done

@@ -82,6 +82,12 @@ def proxy_base() -> str:
     return f"https://{address(group('proxy')[0])}"
 
 
+@functools.cache
+def _tls_context(cafile: str) -> ssl.SSLContext:
+    """One context per CA file, shared by every request and thread (the load generator's CPU)."""
+    return ssl.create_default_context(cafile=cafile)
+
+
 def https(
     method: str,
     url: str,
@@ -90,7 +96,7 @@ def https(
     timeout: float = 15,
 ) -> tuple[int, dict[str, str], bytes]:
     """One request verified against the lab's CA; returns status, headers (lower-case names), raw body."""
-    ctx = ssl.create_default_context(cafile=str(ca_file()))
+    ctx = _tls_context(str(ca_file()))
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     if data is not None:
