@@ -55,7 +55,10 @@ def main() -> None:
     after = versions()
 
     hosts = len(APP_HOSTS)
-    print(f"rolling deploy on the lab: {hosts} app hosts, one at a time, load of 4 threads through nginx")
+    print(
+        f"rolling deploy on the lab: {hosts} app hosts, one at a time, load of 4 threads through nginx"
+        f" ({steady.pause} s between a thread's requests)"
+    )
     print(f"steady state {steady_seconds} s: {sum(steady.results.values())} requests, p99 {steady.p99() * 1000:.1f} ms")
     print(f"{'run':<26}{'sent':>7}{'failed':>8}{'p99 ms':>9}{'p99 ratio':>11}{'s total':>9}{'s/host':>8}")
     for label, load, seconds in rows:
