@@ -15,6 +15,13 @@ import pytest
 from infra.lab import host, playbook, secret
 from infra.release import APP_HOSTS, PROXY_HOST, Load, build_wheel, versions
 
+# Seconds each of the load's 4 threads waits between requests. On the idle
+# lab (30 s each, 2026-11-28): 15 requests a second (one every ~65 ms while a
+# host switches) with 0.31 of the 2 cores busy, where the 0.1 s that
+# tests/bench/deploy.py keeps sent 35 with 0.56 busy. The load runs beside the
+# rest of the suite for the length of four rollouts.
+PAUSE = 0.25
+
 
 @pytest.fixture(scope="module")
 def api_key() -> str:
@@ -36,7 +43,7 @@ def failed_requests(load: Load) -> str:
 
 def test_deploy_under_load_loses_no_request(api_key: str, original: dict[str, str]) -> None:
     wheel = build_wheel("0.1.1")
-    with Load(api_key).running() as load:
+    with Load(api_key, PAUSE).running() as load:
         res = playbook("deploy.yml", "-e", f"app_wheel={wheel}")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     assert load.results["failed"] == 0, failed_requests(load)
@@ -46,7 +53,7 @@ def test_deploy_under_load_loses_no_request(api_key: str, original: dict[str, st
 
 def test_failing_release_is_rolled_back_and_stops_the_rollout(api_key: str) -> None:
     wheel = build_wheel("0.1.2", broken=True)
-    with Load(api_key).running() as load:
+    with Load(api_key, PAUSE).running() as load:
         res = playbook("deploy.yml", "-e", f"app_wheel={wheel}", "-e", "app_ready_timeout=20")
     out = res.stdout + res.stderr
     assert res.returncode != 0, out[-4000:]
@@ -69,7 +76,7 @@ def env_releases() -> dict[str, str]:
 
 
 def test_rollback_returns_every_host_to_the_previous_release(api_key: str, original: dict[str, str]) -> None:
-    with Load(api_key).running() as load:
+    with Load(api_key, PAUSE).running() as load:
         res = playbook("rollback.yml")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     assert load.results["failed"] == 0, failed_requests(load)
@@ -81,7 +88,7 @@ def test_slow_canary_is_rejected_and_rolled_back(api_key: str, original: dict[st
     """A release that answers in 1.5 s gets 30% of the traffic for 45 s; Prometheus's p99 rejects it."""
     wheel = build_wheel("0.1.3", slow=True)
     canary = next(iter(APP_HOSTS))
-    with Load(api_key).running() as load:
+    with Load(api_key, PAUSE).running() as load:
         res = playbook("canary.yml", "-e", f"app_wheel={wheel}", "-e", "canary_weight=30", "-e", "canary_window=45")
     out = res.stdout + res.stderr
     assert res.returncode != 0, out[-4000:]

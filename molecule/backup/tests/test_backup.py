@@ -5,9 +5,11 @@ goes in before the first backup, which a timer's service takes; the crash
 restore lands on backup-spare, where bad restore input is then refused; the
 crash destroys backup-data's cluster, which the last PostgreSQL test restores
 in place. A point-in-time restore with exactly the rows before the target is
-the lab's (tests/lab/test_backup.py): here it would be a second one.
-Figures (RPO, RTO) are printed and saved in .cache/test-logs/backup-figures.json.
-RabbitMQ's definitions are saved and restored on the lab (tests/lab/test_backup.py),
+the lab's (tests/lab/test_restore.py, onto its primary): here it would be a
+second one. This scenario's crash restore is the suite's restore onto a host that
+ran no PostgreSQL. Figures (RPO, RTO) are printed and saved in
+.cache/test-logs/backup-figures.json.
+RabbitMQ's definitions are saved and restored on the lab (tests/lab/test_restore.py),
 which converges the rabbitmq role anyway: here it would be one more broker to
 install and converge three times.
 """

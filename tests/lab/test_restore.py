@@ -1,32 +1,30 @@
 """A backup and restore round trip on the lab (issue 11): playbooks/backup.yml saves
-PostgreSQL (pgBackRest on backup1), Redis and RabbitMQ; playbooks/restore.yml brings
-pg1's database back to a point in time on another host, with exactly the rows
-committed before that time. The restore lands on mq1 (disaster recovery onto a host
-that ran no PostgreSQL, Debian 12 like pg1), so pg1 keeps serving the other tests;
-afterwards the backup host's firewall gets its inventory rules back. A RabbitMQ
-user and queue deleted after the backup come back from its definitions copy (the
-Molecule backup scenario covers the PostgreSQL crash and Redis restores)."""
+PostgreSQL (pgBackRest on backup1), Redis and RabbitMQ; playbooks/restore.yml takes
+pg1, the primary itself, back to a point in time: exactly the rows committed before
+that time, and it goes on as the read-write primary, archiving a new timeline. A
+RabbitMQ user and queue deleted after the backup come back from its definitions copy.
+
+Runs last (file order: test_restore.py after the others): the restore takes the
+platform's database back in time. Restores onto a host that ran no PostgreSQL
+(disaster recovery, the backup host's firewall admitting it), a crash under load and
+Redis restores are the Molecule backup scenario's (molecule/backup).
+"""
 
 from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from infra import Host
-from infra.backup import extra_json, playbook, why
-from infra.lab import INVENTORY_DIR, address, group, host, hostvars, secret
-from infra.lab import playbook as lab_run
-from infra.postgresql import psql
+from infra.backup import extra_json, playbook, wait_for, why
+from infra.lab import INVENTORY_DIR, address, group, host, secret
+from infra.postgresql import psql, psql_local
 
 PG = group("postgres")[0]
 REPO = group("backup")[0]
 MQ = group("rabbitmq")[0]
-# The disaster-recovery target: same Debian release as the primary (PostgreSQL
-# and pgBackRest versions), in no data or backup group.
-TARGET = MQ
 TABLE = "backup_round_trip"
 MQ_USER = "restore-check"
 MQ_QUEUE = "restore.check"
@@ -61,14 +59,6 @@ def mq_api(method: str, path: str, body: str = "", user: str = "admin", password
     return out
 
 
-@pytest.fixture(scope="module")
-def firewall_restored() -> Iterator[None]:
-    """The restore admits the new host through the backup host's firewall; the inventory's rules come back after."""
-    yield
-    proc = lab_run("firewall.yml", "--limit", REPO)
-    assert proc.returncode == 0, why(proc)
-
-
 def test_backup_saves_postgres_redis_and_rabbitmq(pg: Host) -> None:
     app_sql(pg, f"DROP TABLE IF EXISTS {TABLE}; CREATE TABLE {TABLE} (id int PRIMARY KEY)")
     app_sql(pg, f"INSERT INTO {TABLE} SELECT generate_series(1, 40)")
@@ -92,26 +82,32 @@ def test_backup_saves_postgres_redis_and_rabbitmq(pg: Host) -> None:
     assert info["backup"][-1]["type"] == "full"
 
 
-def test_point_in_time_restore_onto_another_host(pg: Host, firewall_restored: None) -> None:
-    assert hostvars()[TARGET]["lab_image"] == hostvars()[PG]["lab_image"]
+def test_point_in_time_restore_of_the_primary(pg: Host) -> None:
     app_sql(pg, f"INSERT INTO {TABLE} SELECT generate_series(41, 80)")
     target = app_sql(pg, "SELECT clock_timestamp()")
     app_sql(pg, f"INSERT INTO {TABLE} SELECT generate_series(81, 120)")
+    # Recovery stops at the first commit past the target: the one of rows 81-120
+    # must be in the repository before the restore stops pg1.
+    segment = psql_local(pg, "SELECT pg_walfile_name(pg_switch_wal())")
+    wait_for(
+        lambda: psql_local(pg, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= segment,
+        120,
+        f"WAL segment {segment} archived",
+    )
 
     _, report = lab_playbook(
-        "restore.yml", restore_host=TARGET, restore_target_time=target, restore_verify_tables=[TABLE]
+        "restore.yml", restore_host=PG, restore_confirm=True, restore_target_time=target, restore_verify_tables=[TABLE]
     )
     assert report["app_connected_as"] == "aiinfra@aiinfra"
     assert report["tables"][TABLE]["rows"] == 80
-    restored = host(TARGET)
-    assert app_sql(restored, f"SELECT string_agg(id::text, ',' ORDER BY id) FROM {TABLE}") == ",".join(
+    assert app_sql(pg, f"SELECT string_agg(id::text, ',' ORDER BY id) FROM {TABLE}") == ",".join(
         str(i) for i in range(1, 81)
     )
-    # The copy stays quiet: it does not archive into the primary's stanza.
-    assert restored.check_output("runuser -u postgres -- psql -XAtq -c 'SHOW archive_mode'") == "off"
-    # The primary kept serving throughout and has all 120 rows.
-    assert app_sql(pg, f"SELECT count(*) FROM {TABLE}") == "120"
-    print(f"lab point-in-time restore onto {TARGET}: RTO {report['rto_seconds']} s")
+    # Promoted at the target: read-write, and archiving its new timeline.
+    app_sql(pg, f"INSERT INTO {TABLE} VALUES (81)")
+    assert psql_local(pg, "SHOW archive_mode") == "on"
+    assert int(psql_local(pg, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"), 16) > 1
+    print(f"lab point-in-time restore of {PG}: RTO {report['rto_seconds']} s")
 
 
 def test_rabbitmq_restore_brings_the_user_and_queue_back() -> None:
