@@ -16,6 +16,7 @@ import testinfra
 
 from infra import Host
 from infra.playbook import collection_playbook
+from infra.postgresql import psql_local
 
 
 def inventory() -> str:
@@ -53,6 +54,16 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+def wait_archived(host: Host, timeout: float = 300) -> None:
+    """Switch to a new WAL segment and wait until pgBackRest has the one just closed."""
+    segment = psql_local(host, "SELECT pg_walfile_name(pg_switch_wal())")
+    wait_for(
+        lambda: psql_local(host, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= segment,
+        timeout,
+        f"WAL segment {segment} archived",
+    )
 
 
 def why(proc: subprocess.CompletedProcess[str]) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from infra import Host
-from infra.backup import extra_json, playbook, wait_for, why
+from infra.backup import extra_json, playbook, wait_archived, why
 from infra.lab import INVENTORY_DIR, address, group, host, secret
 from infra.postgresql import psql, psql_local
 
@@ -88,12 +88,7 @@ def test_point_in_time_restore_of_the_primary(pg: Host) -> None:
     app_sql(pg, f"INSERT INTO {TABLE} SELECT generate_series(81, 120)")
     # Recovery stops at the first commit past the target: the one of rows 81-120
     # must be in the repository before the restore stops pg1.
-    segment = psql_local(pg, "SELECT pg_walfile_name(pg_switch_wal())")
-    wait_for(
-        lambda: psql_local(pg, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= segment,
-        120,
-        f"WAL segment {segment} archived",
-    )
+    wait_archived(pg, 120)
 
     _, report = lab_playbook(
         "restore.yml", restore_host=PG, restore_confirm=True, restore_target_time=target, restore_verify_tables=[TABLE]

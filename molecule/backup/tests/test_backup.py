@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from infra import Host
-from infra.backup import extra_json, get_host, playbook, wait_for, why
+from infra.backup import extra_json, get_host, playbook, wait_archived, wait_for, why
 from infra.playbook import REPO
 from infra.postgresql import psql, psql_local, secret
 
@@ -72,16 +72,6 @@ def redis_cli(host: Host, *args: str, user: str = "admin", password: str | None 
     auth = password if password is not None else secret(f"redis_{user}")
     cmd = " ".join(shlex.quote(a) for a in args)
     return host.run(f"REDISCLI_AUTH={shlex.quote(auth)} redis-cli --no-auth-warning -h 127.0.0.1 --user {user} {cmd}")
-
-
-def wait_archived(host: Host) -> None:
-    """Switch to a new WAL segment and wait until pgBackRest has the one just closed."""
-    segment = psql_local(host, "SELECT pg_walfile_name(pg_switch_wal())")
-    wait_for(
-        lambda: psql_local(host, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= segment,
-        300,
-        f"WAL segment {segment} archived",
-    )
 
 
 def test_repository_is_encrypted_and_checked(repo: Host) -> None:
