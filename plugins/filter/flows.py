@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
@@ -12,6 +13,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import yaml  # type: ignore[import-untyped,unused-ignore]
 from ansible.errors import AnsibleFilterError  # type: ignore[import-untyped,unused-ignore]
+
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 DOCUMENTATION = r"""
 name: platform_flows
@@ -176,10 +179,22 @@ def _as_list(value: Any, what: str) -> list[Any]:
 
 
 def load_default_flows(path: Path = FLOWS_FILE) -> list[Flow]:
-    """Read the default flow list from data/flows.yml."""
+    """Read the default flow list from data/flows.yml (a copy: callers may change it)."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise AnsibleFilterError(f"platform_flows: cannot read the default flow list {path}: {exc}") from exc
+    return copy.deepcopy(_read_flows(path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_flows(path: Path, mtime_ns: int, size: int) -> list[Flow]:
+    """The parsed file, once per version of it in a process: a play evaluates the flow
+    list for every task of every host, and parsing it costs ~20 ms each time."""
+    del mtime_ns, size  # the cache key: a changed file is read again
     try:
         with path.open(encoding="utf-8") as handle:
-            document = yaml.safe_load(handle)
+            document = yaml.load(handle, Loader=_SafeLoader)  # the C or Python *safe* loader
     except (OSError, yaml.YAMLError) as exc:
         raise AnsibleFilterError(f"platform_flows: cannot read the default flow list {path}: {exc}") from exc
     if not isinstance(document, Mapping) or not isinstance(document.get("flows"), list):
@@ -347,15 +362,30 @@ def _normalised_networks(admin_networks: Any) -> list[str]:
     return [str(ipaddress.ip_network(str(n).strip(), strict=False)) for n in _network_list(admin_networks)]
 
 
+class _Addresses:
+    """host_address of each host, looked up once per filter call: every hostvars[host]
+    has Ansible compute that host's variables again, and the flow list names most
+    groups in several flows."""
+
+    def __init__(self, hostvars: Mapping[str, Any]) -> None:
+        self._hostvars = hostvars
+        self._known: dict[str, str] = {}
+
+    def __call__(self, host: str) -> str:
+        if host not in self._known:
+            self._known[host] = host_address(host, self._hostvars)
+        return self._known[host]
+
+
 def _sources(
     flow: Mapping[str, Any],
     groups: Mapping[str, Any],
-    hostvars: Mapping[str, Any],
+    addresses: _Addresses,
     admin_networks: Any,
 ) -> list[str]:
     if flow["from"] == ADMIN:
         return _normalised_networks(admin_networks)
-    return [host_address(host, hostvars) for host in _group_hosts(groups, flow["from"])]
+    return [addresses(host) for host in _group_hosts(groups, flow["from"])]
 
 
 def _checked_flows(flows: Any, caller: str) -> list[Flow]:
@@ -384,11 +414,12 @@ def flow_rules(
     """Inbound rules of one destination host: [{port, proto, sources, purposes}, ...]."""
     member_of = {name for name, members in groups.items() if host in (members or [])}
     member_of.add(ALL)
+    addresses = _Addresses(hostvars)
     rules: dict[tuple[Port, str], dict[str, Any]] = {}
     for flow in _checked_flows(flows, "flow_rules"):
         if flow["to"] not in member_of:
             continue
-        sources = _sources(flow, groups, hostvars, admin_networks)
+        sources = _sources(flow, groups, addresses, admin_networks)
         if not sources:
             continue
         rule = rules.setdefault(
@@ -426,6 +457,7 @@ def flow_sources(
             f"flow_sources: port {port!r} is invalid; use an integer 1-65535 or a range like '35672-35682'"
         )
     found: set[str] = set()
+    addresses = _Addresses(hostvars)
     for flow in _checked_flows(flows, "flow_sources"):
         if flow["to"] not in (to_group, ALL):
             continue
@@ -437,7 +469,7 @@ def flow_sources(
                 continue
         elif (low, high) != wanted:
             continue
-        found.update(_sources(flow, groups, hostvars, admin_networks))
+        found.update(_sources(flow, groups, addresses, admin_networks))
     return sorted(found, key=_sort_key)
 
 

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
+
 import pytest
 from infra import Host, default_address, http_get
 
 TEST_USER = "infratest"
+# The allowed origins as unattended-upgrade computes them, from its own code.
+_ALLOWED_ORIGINS = """
+import importlib.machinery, importlib.util, json
+import apt_pkg
+loader = importlib.machinery.SourceFileLoader("uu", "/usr/bin/unattended-upgrade")
+uu = importlib.util.module_from_spec(importlib.util.spec_from_loader("uu", loader))
+loader.exec_module(uu)
+apt_pkg.init_config()
+apt_pkg.init_system()
+print(json.dumps(uu.get_allowed_origins()))
+"""
 
 
 def test_systemd_is_healthy(host: Host) -> None:
@@ -96,6 +111,12 @@ def test_unattended_security_upgrades_on(host: Host) -> None:
     dump = host.check_output("apt-config dump")
     assert 'APT::Periodic::Unattended-Upgrade "1";' in dump
     assert "Debian-Security" in dump
-    # The dry run proves the configuration parses and the origins resolve.
-    res = host.run("unattended-upgrade --dry-run -v 2>&1 | head -n 20")
-    assert "Allowed origins are" in res.stdout
+    # unattended-upgrade's own code reads the configuration (what its --dry-run prints
+    # first, at 0.2 s instead of the dry run's ~25 s of CPU computing an upgrade)...
+    origins = json.loads(host.check_output(f"python3 -c {shlex.quote(_ALLOWED_ORIGINS)}"))
+    codename = host.system_info.codename
+    security = f"origin=Debian,codename={codename}-security,label=Debian-Security"
+    assert security in origins, origins
+    # ...and the host's package lists have that origin to take upgrades from.
+    policy = host.check_output("apt-cache policy")
+    assert re.search(rf"o=Debian,a=[^,]*,n={codename}-security,l=Debian-Security,", policy), policy
