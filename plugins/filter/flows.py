@@ -362,25 +362,17 @@ def _normalised_networks(admin_networks: Any) -> list[str]:
     return [str(ipaddress.ip_network(str(n).strip(), strict=False)) for n in _network_list(admin_networks)]
 
 
-class _Addresses:
+def _addresses(hostvars: Mapping[str, Any]) -> Callable[[str], str]:
     """host_address of each host, looked up once per filter call: every hostvars[host]
     has Ansible compute that host's variables again, and the flow list names most
     groups in several flows."""
-
-    def __init__(self, hostvars: Mapping[str, Any]) -> None:
-        self._hostvars = hostvars
-        self._known: dict[str, str] = {}
-
-    def __call__(self, host: str) -> str:
-        if host not in self._known:
-            self._known[host] = host_address(host, self._hostvars)
-        return self._known[host]
+    return functools.cache(lambda host: host_address(host, hostvars))
 
 
 def _sources(
     flow: Mapping[str, Any],
     groups: Mapping[str, Any],
-    addresses: _Addresses,
+    addresses: Callable[[str], str],
     admin_networks: Any,
 ) -> list[str]:
     if flow["from"] == ADMIN:
@@ -414,7 +406,7 @@ def flow_rules(
     """Inbound rules of one destination host: [{port, proto, sources, purposes}, ...]."""
     member_of = {name for name, members in groups.items() if host in (members or [])}
     member_of.add(ALL)
-    addresses = _Addresses(hostvars)
+    addresses = _addresses(hostvars)
     rules: dict[tuple[Port, str], dict[str, Any]] = {}
     for flow in _checked_flows(flows, "flow_rules"):
         if flow["to"] not in member_of:
@@ -457,7 +449,7 @@ def flow_sources(
             f"flow_sources: port {port!r} is invalid; use an integer 1-65535 or a range like '35672-35682'"
         )
     found: set[str] = set()
-    addresses = _Addresses(hostvars)
+    addresses = _addresses(hostvars)
     for flow in _checked_flows(flows, "flow_sources"):
         if flow["to"] not in (to_group, ALL):
             continue
